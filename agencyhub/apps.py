@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AgencyhubConfig(AppConfig):
+    name = "agencyhub"
+    verbose_name = "AgencyHub"

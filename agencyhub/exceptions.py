@@ -1,0 +1,72 @@
+"""One exception handler: every API error has the shape {"error": {"type", "code", "message"}}."""
+
+from typing import Any
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class ApiError(exceptions.APIException):
+    """A domain error with an explicit type/code, raised by services and mapped here."""
+
+    def __init__(self, *, status_code: int, type: str, code: str, message: str, headers: dict | None = None):
+        self.status_code = status_code
+        self.error_type = type
+        self.error_code = code
+        self.headers = headers or {}
+        super().__init__(detail=message, code=code)
+
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def _flatten(detail: Any, prefix: str = "") -> list[str]:
+    if isinstance(detail, dict):
+        out: list[str] = []
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            out += _flatten(value, f"{prefix}.{name}" if prefix and name else (name or prefix))
+        return out
+    if isinstance(detail, list):
+        return [m for item in detail for m in _flatten(item, prefix)]
+    return [f"{prefix}: {detail}" if prefix else str(detail)]
+
+
+def error_body(type: str, code: str, message: str) -> dict:
+    return {"error": {"type": type, "code": code, "message": message}}
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    if isinstance(exc, ApiError):
+        return Response(error_body(exc.error_type, exc.error_code, str(exc.detail)), status=exc.status_code, headers=exc.headers)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    code = getattr(exc, "default_code", "error")
+    if isinstance(exc, exceptions.ValidationError):
+        code = "invalid_field"
+        message = "; ".join(_flatten(exc.detail))
+    elif isinstance(exc, exceptions.ParseError):
+        code = "malformed_body"
+        message = str(exc.detail)
+    else:
+        message = str(exc.detail) if hasattr(exc, "detail") else str(exc)
+    if isinstance(exc, exceptions.Throttled):
+        code = "rate_limited"
+        scope = getattr(context.get("view"), "throttle_scope", None)
+        message = f"too many requests per minute{f' ({scope})' if scope else ''}; retry after {exc.wait:.0f} s" if exc.wait else "too many requests"
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        response.status_code = status.HTTP_401_UNAUTHORIZED
+        code = "invalid_api_key" if isinstance(exc, exceptions.AuthenticationFailed) else "missing_api_key"
+    response.data = error_body(_TYPES.get(response.status_code, "api_error"), code, message)
+    return response

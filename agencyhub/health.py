@@ -1,0 +1,47 @@
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from agencyhub.exceptions import error_body
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Ready when the database and the shared cache answer."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        cache.set("readyz", "1", 5)
+        checks["cache"] = "ok" if cache.get("readyz") == "1" else "error: no round-trip"
+    except Exception as exc:  # noqa: BLE001
+        checks["cache"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(("/api/", "/v1/"))
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None):
+    if _is_api(request):
+        return JsonResponse(error_body("not_found_error", "not_found", f"no such endpoint: {request.path}"), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest):
+    if _is_api(request):
+        return JsonResponse(error_body("api_error", "internal_error", "internal error; the incident was logged"), status=500)
+    from django.views.defaults import server_error as default
+
+    return default(request)

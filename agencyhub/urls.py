@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from agencyhub import health
+from conversations.api import openai_compat
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("conversations.api.urls")),
+    path("v1/chat/completions", openai_compat.ChatCompletions.as_view(), name="chat-completions"),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+]
+
+handler404 = "agencyhub.health.not_found"
+handler500 = "agencyhub.health.server_error"

@@ -1,0 +1,137 @@
+"""Daily token budgets: reserve before a call, settle to the real usage after, in the shared state.
+
+Counters (per tenant and tenant-local day):
+- `budget:used:<tenant>:<day>` — tokens settled today (rebuildable from the ledger: `reconcile_budgets`).
+- `budget:res:<tenant>:<day>:<minute>` — tokens reserved by calls in flight, bucketed by the minute the
+  reservation was made. Each bucket expires after the reservation lease, so the reservations of a process
+  that crashed disappear on their own; no sweeper is needed.
+
+Reserving is check-after-increment: add to this minute's bucket, then read used + every live bucket; if the
+total is over the budget, take the reservation back and refuse. Because each increment is atomic and every
+caller sees the increments of the others, concurrent callers can never all pass: the budget is exceeded only
+by the difference between what running calls reserved (their estimate) and what they really used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from billing.models import UsageRecord
+from billing.services import tenant_day_bounds, tenant_local_date
+from providers.state import shared_state
+from tenants.models import Tenant
+
+BUCKET_SECONDS = 60
+DAY_TTL = 2 * 24 * 3600
+
+
+class BudgetExceeded(Exception):
+    def __init__(self, tenant: Tenant, used: int, retry_after: int):
+        self.tenant = tenant
+        self.used = used
+        self.retry_after = retry_after
+        super().__init__(
+            f"daily token budget of {tenant.daily_token_budget} reached ({used} used or reserved); it resets at midnight {tenant.timezone}"
+        )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    tenant_id: int
+    day: str
+    bucket_key: str
+    tokens: int
+    id: str
+
+    @property
+    def is_noop(self) -> bool:
+        return self.tokens == 0
+
+
+def _lease_seconds() -> int:
+    return int(getattr(settings, "BUDGET_RESERVATION_SECONDS", settings.REPLY_LEASE_SECONDS))
+
+
+def _used_key(tenant_id: int, day: str) -> str:
+    return f"budget:used:{tenant_id}:{day}"
+
+
+def _bucket_key(tenant_id: int, day: str, minute: int) -> str:
+    return f"budget:res:{tenant_id}:{day}:{minute}"
+
+
+def _live_bucket_keys(tenant_id: int, day: str, now: float) -> list[str]:
+    current = int(now // BUCKET_SECONDS)
+    count = _lease_seconds() // BUCKET_SECONDS + 2
+    return [_bucket_key(tenant_id, day, minute) for minute in range(current - count + 1, current + 1)]
+
+
+def budget_day(tenant: Tenant, at: datetime | None = None) -> str:
+    """Today in the tenant's time zone, as the budget counters name it."""
+    return tenant_local_date(tenant, at or timezone.now()).isoformat()
+
+
+def seconds_until_reset(tenant: Tenant) -> int:
+    _, end = tenant_day_bounds(tenant)
+    return max(1, math.ceil((end - timezone.now()).total_seconds()))
+
+
+def budget_usage(tenant: Tenant) -> tuple[int, int]:
+    """(tokens settled today, tokens reserved by calls in flight)."""
+    state = shared_state()
+    day = budget_day(tenant)
+    values = state.mget([_used_key(tenant.pk, day), *_live_bucket_keys(tenant.pk, day, time.time())])
+    used = int(values[0] or 0)
+    reserved = sum(max(0, int(v or 0)) for v in values[1:])
+    return used, reserved
+
+
+def budget_reserve(*, tenant: Tenant, tokens: int) -> Reservation:
+    """Reserve `tokens` of today's budget, or raise BudgetExceeded. Unlimited tenants get a no-op reservation."""
+    day = budget_day(tenant)
+    if not tenant.daily_token_budget:
+        return Reservation(tenant_id=tenant.pk, day=day, bucket_key="", tokens=0, id="")
+    state = shared_state()
+    now = time.time()
+    bucket = _bucket_key(tenant.pk, day, int(now // BUCKET_SECONDS))
+    tokens = max(1, int(tokens))
+    state.incr(bucket, tokens, ttl=_lease_seconds() + BUCKET_SECONDS)
+    values = state.mget([_used_key(tenant.pk, day), *_live_bucket_keys(tenant.pk, day, now)])
+    total = int(values[0] or 0) + sum(max(0, int(v or 0)) for v in values[1:])
+    if total > tenant.daily_token_budget:
+        state.incr(bucket, -tokens)
+        raise BudgetExceeded(tenant, total - tokens, seconds_until_reset(tenant))
+    return Reservation(tenant_id=tenant.pk, day=day, bucket_key=bucket, tokens=tokens, id=uuid.uuid4().hex)
+
+
+def budget_release(*, reservation: Reservation) -> None:
+    if reservation.is_noop:
+        return
+    state = shared_state()
+    if state.get(reservation.bucket_key) is not None:  # an expired bucket took the reservation with it
+        state.incr(reservation.bucket_key, -reservation.tokens)
+
+
+def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int) -> int:
+    """Swap the reservation for the real usage. Returns the tokens used today after this call."""
+    budget_release(reservation=reservation)
+    day = reservation.day or budget_day(tenant)
+    return shared_state().incr(_used_key(tenant.pk, day), int(tokens_used), ttl=DAY_TTL)
+
+
+def budget_rebuild(*, tenant: Tenant) -> int:
+    """Set today's settled counter from the ledger (the source of truth). Reservations are left alone."""
+    day = tenant_local_date(tenant, timezone.now())
+    total = UsageRecord.objects.filter(tenant=tenant, local_date=day).aggregate(
+        total=Sum(F("input_tokens") + F("output_tokens") + F("cached_input_tokens") + F("cache_write_tokens"))
+    )["total"] or 0
+    shared_state().set(_used_key(tenant.pk, day.isoformat()), int(total), ttl=DAY_TTL)
+    return int(total)

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import zoneinfo
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from billing.models import KeyOwnership, UsageRecord
+from providers.models import Credential, LLMModel, price_for
+from providers.types import ChatResult
+from tenants.models import Tenant
+
+
+def usage_record_append(
+    *,
+    tenant: Tenant,
+    model: LLMModel,
+    credential: Credential | None,
+    result: ChatResult,
+    conversation_id: UUID | None = None,
+    message_id: UUID | None = None,
+    at: datetime | None = None,
+) -> UsageRecord:
+    """Append one ledger row, priced at the list price in force at `at` (NoPriceError if none)."""
+    at = at or timezone.now()
+    price = price_for(model, at)
+    usage = result.usage
+    return UsageRecord.objects.create(
+        tenant=tenant,
+        conversation_id=conversation_id,
+        message_id=message_id,
+        provider_kind=model.provider.kind,
+        model=model,
+        model_name=result.model or model.model_id,
+        credential=credential,
+        ownership=KeyOwnership.BYOK if credential is not None and credential.is_byok else KeyOwnership.AGENCY,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        price=price,
+        cost=price.cost(usage),
+        provider_reported_cost=result.provider_cost,
+        latency_ms=result.latency_ms,
+        ttft_ms=result.ttft_ms,
+        request_id=result.request_id[:200],
+        created_at=at,
+        local_date=tenant_local_date(tenant, at),
+    )
+
+
+def tenant_local_date(tenant: Tenant, at: datetime) -> date:
+    return at.astimezone(zoneinfo.ZoneInfo(tenant.timezone or "UTC")).date()
+
+
+def tenant_day_bounds(tenant: Tenant, at: datetime | None = None) -> tuple[datetime, datetime]:
+    """The start and end of the tenant's current day, in its own time zone (budgets reset at its midnight)."""
+    zone = zoneinfo.ZoneInfo(tenant.timezone or "UTC")
+    local = (at or timezone.now()).astimezone(zone)
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+def tokens_used_today(tenant: Tenant) -> int:
+    totals = UsageRecord.objects.filter(tenant=tenant, local_date=tenant_local_date(tenant, timezone.now())).aggregate(
+        total=Sum(F("input_tokens") + F("output_tokens") + F("cached_input_tokens") + F("cache_write_tokens"))
+    )
+    return int(totals["total"] or 0)
+
+
+def budget_used_percent(tenant: Tenant) -> float:
+    """Share of today's token budget used, in percent (0 when the tenant has no budget)."""
+    if not tenant.daily_token_budget:
+        return 0.0
+    return 100.0 * tokens_used_today(tenant) / tenant.daily_token_budget
+
+
+class SpendCapReached(Exception):
+    def __init__(self, tenant: Tenant, spent: Decimal, retry_after: int):
+        self.retry_after = retry_after
+        super().__init__(f"monthly spend cap of {tenant.monthly_spend_cap} USD reached ({spent:.2f} USD billed this month)")
+
+
+def month_spend(tenant: Tenant) -> Decimal:
+    """What the tenant is billed this month so far (agency-key usage with its markup, BYOK platform fee)."""
+    today = tenant_local_date(tenant, timezone.now())
+    rows = UsageRecord.objects.filter(tenant=tenant, local_date__gte=today.replace(day=1), local_date__lte=today)
+    totals = {r["ownership"]: r["cost"] or Decimal("0") for r in rows.values("ownership").annotate(cost=Sum("cost"))}
+    agency = totals.get(KeyOwnership.AGENCY, Decimal("0")) * (1 + tenant.markup_percent / 100)
+    byok = totals.get(KeyOwnership.BYOK, Decimal("0")) * tenant.byok_fee_percent / 100
+    return agency + byok
+
+
+def spend_cap_check(tenant: Tenant) -> None:
+    if tenant.monthly_spend_cap is None:
+        return
+    spent = month_spend(tenant)
+    if spent >= tenant.monthly_spend_cap:
+        today = tenant_local_date(tenant, timezone.now())
+        next_month = (today.replace(day=28) + timedelta(days=4)).replace(day=1)
+        start_next = datetime.combine(next_month, datetime.min.time(), tzinfo=zoneinfo.ZoneInfo(tenant.timezone or "UTC"))
+        raise SpendCapReached(tenant, spent, max(1, int((start_next - timezone.now()).total_seconds())))

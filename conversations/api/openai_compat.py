@@ -1,0 +1,239 @@
+"""`POST /v1/chat/completions`: the OpenAI Chat Completions contract on top of the same chat engine.
+
+Each call is recorded as a conversation (grouped by the `user` field or an `X-Conversation-Id` header)
+and metered like any other. Response headers say who answered, why, and what it cost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from conversations.access import access_assistant
+from conversations.api.errors import reply_failed_error
+from conversations.api.views import scoped_assistant
+from conversations.models import Conversation, Message
+from conversations.services import Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream
+from providers.types import ChatMessage
+
+SYSTEM_ROLES = {"system", "developer"}
+CHAT_ROLES = {"user", "assistant", "tool"}
+
+
+def _text(content: Any, field: str) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for i, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ValidationError({f"{field}[{i}]": "only text content parts are supported"})
+            parts.append(part["text"])
+        return "\n".join(parts)
+    raise ValidationError({field: "must be a string or a list of text parts"})
+
+
+def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
+    """Validate an OpenAI request body -> (overrides, stream, include_usage, last user text)."""
+    if not isinstance(body, dict):
+        raise ValidationError({"body": "must be a JSON object"})
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise ValidationError({"model": "required: 'auto' or a catalogue model id"})
+    raw_messages = body.get("messages")
+    if not isinstance(raw_messages, list) or not raw_messages:
+        raise ValidationError({"messages": "required: a non-empty list"})
+    if body.get("n") not in (None, 1):
+        raise ValidationError({"n": "only n=1 is supported"})
+    system_parts, messages = [], []
+    for i, message in enumerate(raw_messages):
+        if not isinstance(message, dict):
+            raise ValidationError({f"messages[{i}]": "must be an object"})
+        role = message.get("role")
+        text = _text(message.get("content"), f"messages[{i}].content")
+        if role in SYSTEM_ROLES:
+            system_parts.append(text)
+        elif role in CHAT_ROLES:
+            if role == "tool":
+                role, text = "user", f"[tool result {message.get('tool_call_id', '')}]\n{text}"
+            if text:
+                messages.append(ChatMessage(role, text))
+        else:
+            raise ValidationError({f"messages[{i}].role": f"unsupported role {role!r}"})
+    if not messages:
+        raise ValidationError({"messages": "needs at least one user message"})
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise ValidationError({"max_tokens": "must be a positive integer"})
+    temperature = body.get("temperature")
+    if temperature is not None and (not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 <= temperature <= 2):
+        raise ValidationError({"temperature": "must be a number between 0 and 2"})
+    stop = body.get("stop") or []
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise ValidationError({"stop": "must be a string or a list of strings"})
+    tools = body.get("tools") or []
+    if not isinstance(tools, list):
+        raise ValidationError({"tools": "must be a list"})
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ValidationError({"stream": "must be a boolean"})
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if stream else False
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise ValidationError({"user": "must be a string"})
+    overrides = Overrides(
+        model=model.strip(), system="\n\n".join(system_parts) if system_parts else None, messages=messages,
+        max_tokens=max_tokens, temperature=float(temperature) if temperature is not None else None, stop=stop, tools=tools,
+    )
+    return overrides, stream, include_usage, messages[-1].content
+
+
+def _conversation_for(request: Request, user: str) -> Conversation:
+    tenant = request.user.tenant
+    assistant = scoped_assistant(request) or access_assistant(tenant=tenant)
+    header = request.headers.get("X-Conversation-Id", "").strip()
+    if header:
+        try:
+            found = Conversation.objects.filter(tenant=tenant, pk=uuid.UUID(header)).first()
+        except ValueError:
+            found = None
+        if found is not None:
+            return found
+        ref = f"conv:{header[:240]}"
+    elif user:
+        ref = f"user:{user[:240]}"
+    else:
+        return Conversation.objects.create(tenant=tenant, assistant=assistant, metadata={"source": "openai"})
+    try:
+        with transaction.atomic():
+            conversation, _ = Conversation.objects.get_or_create(
+                tenant=tenant, client_ref=ref,
+                defaults={"assistant": assistant, "external_user_id": user[:256], "metadata": {"source": "openai"}},
+            )
+    except IntegrityError:
+        conversation = Conversation.objects.get(tenant=tenant, client_ref=ref)
+    return conversation
+
+
+def _usage(reply: Message) -> dict:
+    return {
+        "prompt_tokens": reply.input_tokens + reply.cached_input_tokens + reply.cache_write_tokens,
+        "completion_tokens": reply.output_tokens,
+        "total_tokens": reply.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": reply.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
+        "cost": str(reply.cost) if reply.cost is not None else None,
+    }
+
+
+def _headers(response, reply: Message | None, *, provider: str, model: str, reason: str) -> None:
+    response["X-AgencyHub-Provider"] = provider
+    response["X-AgencyHub-Model"] = model
+    response["X-AgencyHub-Route-Reason"] = reason.encode("ascii", "replace").decode()[:200]
+    if reply is not None:
+        response["X-AgencyHub-Conversation-Id"] = str(reply.conversation_id)
+        response["X-AgencyHub-Message-Id"] = str(reply.pk)
+        if reply.cost is not None:
+            response["X-AgencyHub-Cost"] = str(reply.cost)
+
+
+class ChatCompletions(APIView):
+    @extend_schema(
+        request=inline_serializer("ChatCompletionRequest", fields={"model": serializers.CharField(), "messages": serializers.ListField()}),
+        responses={200: inline_serializer("ChatCompletion", fields={"id": serializers.CharField()})},
+        summary="OpenAI-compatible chat completions (streaming included)",
+    )
+    def post(self, request: Request):
+        overrides, stream, include_usage, last_text = parse_request(request.data)
+        conversation = _conversation_for(request, request.data.get("user") or "")
+        posted = message_post(
+            tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
+        )
+        if stream and not posted.replayed:
+            return self._stream(posted, overrides, include_usage)
+        try:
+            reply = reply_generate(reply_id=posted.reply.pk, overrides=overrides)
+        except ReplyFailed as failed:
+            raise reply_failed_error(failed) from None
+        if reply.status != "completed":
+            raise reply_failed_error(ReplyFailed(reply, 502 if reply.status == "failed" else 409, reply.error_code or "in_progress",
+                                                 reply.error_detail or "the first request with this Idempotency-Key is still running"))
+        tool_calls = reply.route_decision.get("tool_calls") or None
+        message: dict = {"role": "assistant", "content": reply.content if not tool_calls or reply.content else None}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        body = {
+            "id": f"chatcmpl-{reply.pk.hex}",
+            "object": "chat.completion",
+            "created": int(reply.created_at.timestamp()),
+            "model": reply.model_name,
+            "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason or "stop", "logprobs": None}],
+            "usage": _usage(reply),
+        }
+        response = Response(body, status=status.HTTP_200_OK)
+        _headers(response, reply, provider=reply.provider_kind, model=reply.model_name, reason=reply.route_reason)
+        return response
+
+    def _stream(self, posted: Posted, overrides: Overrides, include_usage: bool):
+        chunks = reply_stream(reply_id=posted.reply.pk, overrides=overrides)
+        first = next(chunks)
+        if first.kind == "error":
+            raise reply_failed_error(first.error)
+        response = StreamingHttpResponse(_events(posted, first, chunks, include_usage), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        if first.kind == "start":
+            _headers(response, posted.reply, provider=first.candidate.model.provider.kind, model=first.candidate.model.model_id, reason=first.plan.reason)
+        return response
+
+
+def _data(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _events(posted: Posted, first: StreamChunk, rest: Iterator[StreamChunk], include_usage: bool) -> Iterator[bytes]:
+    chunk_id = f"chatcmpl-{posted.reply.pk.hex}"
+    created = int(time.time())
+    model = first.candidate.model.model_id if first.kind == "start" else ""
+
+    def chunk(delta: dict, finish: str | None = None) -> bytes:
+        return _data({"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
+
+    for item in itertools.chain([first], rest):
+        if item.kind == "start":
+            yield chunk({"role": "assistant", "content": ""})
+        elif item.kind == "delta":
+            yield chunk({"content": item.text})
+        elif item.kind == "done":
+            reply = item.reply
+            model = reply.model_name or model
+            tool_calls = reply.route_decision.get("tool_calls") or []
+            if tool_calls:
+                yield chunk({"tool_calls": [{"index": i, **call} for i, call in enumerate(tool_calls)]})
+            yield chunk({}, reply.finish_reason or "stop")
+            if include_usage:
+                yield _data({"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                             "choices": [], "usage": _usage(reply)})
+            yield b"data: [DONE]\n\n"
+        elif item.kind == "error":
+            failed = item.error
+            yield _data({"error": {"type": "provider_error", "code": failed.code, "message": str(failed)}})
+

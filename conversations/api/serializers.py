@@ -1,0 +1,28 @@
+"""Input validation only; output is built by conversations.presenters."""
+
+from django.conf import settings
+from rest_framework import serializers
+
+
+class ConversationCreateInput(serializers.Serializer):
+    assistant = serializers.SlugField(required=False, allow_blank=True, max_length=100)
+    external_user_id = serializers.CharField(required=False, allow_blank=True, max_length=256, default="")
+    metadata = serializers.DictField(required=False, default=dict)
+    callback_url = serializers.URLField(required=False, allow_blank=True, max_length=1000, default="")
+
+
+class MessagePostInput(serializers.Serializer):
+    content = serializers.CharField(max_length=settings.MAX_MESSAGE_CHARS, trim_whitespace=False)
+    escalate = serializers.BooleanField(required=False, default=False)
+    mode = serializers.ChoiceField(choices=["sync", "stream", "async"], required=False, default="sync")
+    metadata = serializers.DictField(required=False, default=dict)
+
+    def validate_content(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("must not be empty")
+        return value
+
+
+class FeedbackInput(serializers.Serializer):
+    rating = serializers.ChoiceField(choices=[1, -1])
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")

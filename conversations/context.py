@@ -1,0 +1,58 @@
+"""What a model is sent: the assistant's instructions as the system prompt, then as many recent turns as fit."""
+
+from __future__ import annotations
+
+import math
+
+from conversations.models import Message, MessageRole, MessageStatus
+from providers.types import ChatMessage
+
+PER_MESSAGE_OVERHEAD = 4  # role markers and separators, roughly
+
+
+def estimate_tokens(text: str) -> int:
+    """A character-based estimate (PROVIDER-NOTES: enough for budgets and trimming; usage settles it)."""
+    return math.ceil(len(text) / 4)
+
+
+def history_for(reply: Message) -> list[ChatMessage]:
+    """The conversation up to the reply's user message: user turns and completed replies, oldest first."""
+    user_message = reply.reply_to
+    rows = (
+        Message.objects.filter(conversation_id=reply.conversation_id, created_at__lte=user_message.created_at)
+        .exclude(role=MessageRole.ASSISTANT, status__in=[MessageStatus.QUEUED, MessageStatus.RUNNING, MessageStatus.FAILED])
+        .order_by("created_at")
+        .values_list("role", "content", "id")
+    )
+    return merge_roles([ChatMessage(role, content) for role, content, pk in rows if content or pk == user_message.pk])
+
+
+def merge_roles(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """Providers want alternating turns: join consecutive messages of one role (e.g. after a failed reply)."""
+    merged: list[ChatMessage] = []
+    for message in messages:
+        if merged and merged[-1].role == message.role:
+            merged[-1] = ChatMessage(message.role, f"{merged[-1].content}\n\n{message.content}")
+        else:
+            merged.append(message)
+    return merged
+
+
+def trim_to_window(messages: list[ChatMessage], *, system: str, context_window: int, max_output_tokens: int) -> list[ChatMessage]:
+    """Drop the oldest turns until the prompt fits the window; the system prompt and the last turn stay.
+
+    The kept history starts with a user turn, as the providers require.
+    """
+    budget = context_window - max_output_tokens - estimate_tokens(system) - PER_MESSAGE_OVERHEAD
+    kept: list[ChatMessage] = []
+    used = 0
+    for message in reversed(messages):
+        cost = estimate_tokens(message.content) + PER_MESSAGE_OVERHEAD
+        if kept and used + cost > budget:
+            break
+        kept.append(message)
+        used += cost
+    kept.reverse()
+    while len(kept) > 1 and kept[0].role != "user":
+        kept.pop(0)
+    return kept

@@ -1,0 +1,87 @@
+"""Thin tasks: ids in, re-fetch, call one service. Idempotent: a redelivered task finds the work claimed or done."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from conversations.models import Message, MessageStatus
+from conversations.presenters import message_payload
+from conversations.retention import purge_expired_content
+from conversations.services import ReplyFailed, reply_generate
+from conversations.webhooks import CallbackError, post_signed
+from routing.models import RoutingRule
+from routing.services import calibration_store
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True, acks_late=True, autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True, retry_backoff_max=60, retry_jitter=True, max_retries=5,
+)
+def generate_reply(self, reply_id: str) -> str | None:
+    if not Message.objects.filter(pk=reply_id).exists():
+        return None  # deleted (retention / privacy request): nothing to do
+    try:
+        reply = reply_generate(reply_id=reply_id)
+    except ReplyFailed as failed:
+        reply = failed.reply
+    if reply.status in (MessageStatus.COMPLETED, MessageStatus.FAILED) and reply.conversation.callback_url:
+        deliver_callback.delay(str(reply.pk))
+    return reply.status
+
+
+class CallbackRetry(Exception):
+    pass
+
+
+@shared_task(
+    bind=True, acks_late=True, autoretry_for=(CallbackRetry, OperationalError),
+    retry_backoff=True, retry_backoff_max=600, retry_jitter=True, max_retries=8,
+)
+def deliver_callback(self, reply_id: str) -> str | None:
+    claimed = Message.objects.filter(pk=reply_id, callback_sent_at__isnull=True).update(callback_sent_at=timezone.now())
+    if not claimed:
+        return None  # delivered already (redelivered task)
+    reply = Message.objects.select_related("conversation", "tenant", "model__provider").get(pk=reply_id)
+    payload = {"event": f"message.{reply.status}", "conversation_id": str(reply.conversation_id), "message": message_payload(reply)}
+    try:
+        post_signed(reply.conversation.callback_url, payload, reply.tenant.webhook_secret)
+    except CallbackError as exc:
+        Message.objects.filter(pk=reply_id).update(callback_sent_at=None)
+        log.warning("callback for %s failed: %s", reply_id, exc)
+        if exc.retryable:
+            raise CallbackRetry(str(exc)) from exc
+        return "rejected"
+    return "delivered"
+
+
+@shared_task(acks_late=True)
+def calibrate_complexity(sample_size: int = 2000, min_samples: int = 100) -> int:
+    """Re-derive the thresholds of share-based rules ("send about N % to premium") from recent scores."""
+    shares = set(RoutingRule.objects.filter(premium_share_percent__isnull=False).values_list("premium_share_percent", flat=True))
+    if not shares:
+        return 0
+    recent = Message.objects.filter(role="assistant", complexity_score__isnull=False).order_by("-created_at")
+    stored = 0
+    pooled = list(recent.values_list("complexity_score", flat=True)[:sample_size])
+    tenant_ids = set(recent.values_list("tenant_id", flat=True)[:sample_size])
+    for share in shares:
+        if len(pooled) >= min_samples:
+            calibration_store(tenant_id=None, share_percent=share, scores=pooled)
+            stored += 1
+        for tenant_id in tenant_ids:
+            scores = list(recent.filter(tenant_id=tenant_id).values_list("complexity_score", flat=True)[:sample_size])
+            if len(scores) >= min_samples:
+                calibration_store(tenant_id=tenant_id, share_percent=share, scores=scores)
+                stored += 1
+    return stored
+
+
+@shared_task(acks_late=True)
+def purge_expired() -> dict:
+    return purge_expired_content()

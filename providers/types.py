@@ -1,0 +1,78 @@
+"""The provider layer's normalized request / result types. Nothing here knows an SDK."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+    TOOL_CALLS = "tool_calls"
+    CONTENT_FILTER = "content_filter"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "user" | "assistant"
+    content: str
+
+
+@dataclass
+class ChatRequest:
+    model: str  # the provider's model id
+    messages: list[ChatMessage]
+    system: str = ""
+    max_tokens: int = 1024
+    stop: list[str] = field(default_factory=list)
+    temperature: float | None = None  # omitted by adapters where the model refuses it
+    tools: list[dict[str, Any]] = field(default_factory=list)  # OpenAI function-tool shape
+    metadata: dict[str, Any] = field(default_factory=dict)
+    supports_temperature: bool = True
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0  # uncached input tokens
+    output_tokens: int = 0  # includes reasoning tokens, as billed
+    cached_input_tokens: int = 0  # cache reads
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0  # informational: already inside output_tokens
+
+    @property
+    def total_input_tokens(self) -> int:
+        return self.input_tokens + self.cached_input_tokens + self.cache_write_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        return self.total_input_tokens + self.output_tokens
+
+
+@dataclass
+class ChatResult:
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    model: str  # the model that answered, as the provider reports it
+    request_id: str = ""
+    latency_ms: int = 0
+    ttft_ms: int | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    provider_cost: Any = None  # Decimal when the provider reports one (OpenRouter usage.cost)
+
+
+@dataclass
+class StreamEvent:
+    """A streamed reply: `delta` events carry text; exactly one final `done` event carries the result."""
+
+    type: str  # "delta" | "done"
+    text: str = ""
+    result: ChatResult | None = None
+
+
+class Adapter(Protocol):
+    def complete(self, request: ChatRequest) -> ChatResult: ...
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamEvent]: ...

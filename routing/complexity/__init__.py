@@ -1,0 +1,141 @@
+"""The complexity scorer: how likely a message is to need the premium model.
+
+``score(prompt)`` returns a float in [0, 1]: ``0.5 + (P(strong right) - P(weak right)) / 2``, the
+expected accuracy gain of the strong model mapped onto [0, 1]. Higher means "route to premium".
+It is a blend of two small models trained offline by ``scripts/train_scorer.py`` from
+``../shared/routing-benchmark/train.csv`` (see docs/routing-scorer.md):
+
+- gradient-boosted trees on the hand-made features of ``features.dense_features``;
+- a logistic regression on word / bigram presence plus the same hand-made features.
+
+Each is a pair (one predicts the strong model's correctness, one the weak model's); the difference is
+the expected gain. Pure Python at run time: the artefact (model.json.gz) is loaded once, lazily, and
+cached; no network, nothing downloaded.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .features import DENSE_FEATURE_NAMES, extract
+
+__all__ = ["ComplexityScorer", "MODEL_PATH", "score", "get_scorer"]
+
+MODEL_PATH = Path(__file__).with_name("model.json.gz")
+FORMAT = "agencyhub-complexity-scorer/1"
+
+
+def _sigmoid(value: float) -> float:
+    if value >= 0:
+        return 1.0 / (1.0 + math.exp(-value))
+    z = math.exp(value)
+    return z / (1.0 + z)
+
+
+class _Trees:
+    """A boosted tree ensemble exported from scikit-learn: ``raw = baseline + sum(leaf values)``.
+
+    Each tree is flat parallel lists (feature, threshold, left, right, value); a node with feature -1
+    is a leaf. Going left means ``x[feature] <= threshold``, as in scikit-learn.
+    """
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.baseline: float = float(spec["baseline"])
+        self.trees: list[tuple[list[int], list[float], list[int], list[int], list[float]]] = [
+            (t["feature"], t["threshold"], t["left"], t["right"], t["value"]) for t in spec["trees"]
+        ]
+
+    def raw(self, x: Sequence[float]) -> float:
+        total = self.baseline
+        for feature, threshold, left, right, value in self.trees:
+            node = 0
+            while feature[node] >= 0:
+                node = left[node] if x[feature[node]] <= threshold[node] else right[node]
+            total += value[node]
+        return total
+
+
+class _Linear:
+    """Logistic regression over L2-normalised token presence plus standardised dense features.
+
+    The standardisation is folded into ``dense`` / ``bias`` at training time, so serving is one dot
+    product. ``tokens`` maps a token to its weight; unknown tokens count for nothing.
+    """
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.bias: float = float(spec["bias"])
+        self.dense: list[float] = [float(w) for w in spec["dense"]]
+        self.tokens: dict[str, float] = spec["tokens"]
+
+    def raw(self, x: Sequence[float], known: Sequence[str]) -> float:
+        total = self.bias + sum(w * v for w, v in zip(self.dense, x))
+        if known:
+            weights = self.tokens
+            total += sum(weights[t] for t in known) / math.sqrt(len(known))
+        return total
+
+
+class ComplexityScorer:
+    """Scores prompts with a trained artefact; thread-safe after construction (read-only state)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        if spec.get("format") != FORMAT:
+            raise ValueError(f"unknown complexity model format {spec.get('format')!r}")
+        if tuple(spec["dense_features"]) != DENSE_FEATURE_NAMES:
+            # Features changed in code without retraining: scoring would silently be wrong.
+            raise ValueError("complexity model was trained on other features; run scripts/train_scorer.py")
+        self.meta: dict[str, Any] = spec.get("meta", {})
+        self.blend: float = float(spec["blend"])  # weight of the tree pair; the linear pair gets the rest
+        self._trees = {k: _Trees(spec["trees"][k]) for k in ("strong", "weak")}
+        self._linear = {k: _Linear(spec["linear"][k]) for k in ("strong", "weak")}
+        # Every token either model knows (both share one vocabulary).
+        self._vocabulary = frozenset(self._linear["strong"].tokens)
+
+    @classmethod
+    def load(cls, path: Path | str = MODEL_PATH) -> "ComplexityScorer":
+        path = Path(path)
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            return cls(json.load(handle))
+
+    def expected_gain(self, prompt: str) -> float:
+        """P(strong right) - P(weak right), in [-1, 1]."""
+        dense, tokens = extract(prompt)
+        known = sorted(tokens & self._vocabulary)  # sorted: float sums in a fixed order → deterministic
+        tree_gain = _sigmoid(self._trees["strong"].raw(dense)) - _sigmoid(self._trees["weak"].raw(dense))
+        linear_gain = _sigmoid(self._linear["strong"].raw(dense, known)) - _sigmoid(
+            self._linear["weak"].raw(dense, known)
+        )
+        return self.blend * tree_gain + (1.0 - self.blend) * linear_gain
+
+    def score(self, prompt: str) -> float:
+        """Complexity score in [0, 1]; higher = more likely to need the strong model."""
+        return 0.5 + 0.5 * self.expected_gain(prompt)
+
+    def score_many(self, prompts: Iterable[str]) -> list[float]:
+        return [self.score(p) for p in prompts]
+
+
+_scorer: ComplexityScorer | None = None
+_lock = threading.Lock()
+
+
+def get_scorer() -> ComplexityScorer:
+    """The scorer for the shipped artefact, loaded on first use and cached for the process."""
+    global _scorer
+    if _scorer is None:
+        with _lock:
+            if _scorer is None:
+                _scorer = ComplexityScorer.load()
+    return _scorer
+
+
+def score(prompt: str) -> float:
+    """Complexity score of one message in [0, 1] (see module docstring)."""
+    return get_scorer().score(prompt)

@@ -1,0 +1,58 @@
+"""Failover drills: skip each chain's primary on purpose and check that the backup answers."""
+
+from __future__ import annotations
+
+import time
+
+from providers.types import ChatMessage, ChatRequest
+from routing.executor import AllCandidatesFailed, execute
+from routing.models import RoutingPolicy, RoutingTarget
+from routing.planner import Candidate, Plan, credentials_by_provider, target_models
+from tenants.models import Tenant
+
+DRILL_PROMPT = "This is a failover drill. Reply with the single word: ok."
+
+
+def _policy_targets(policy: RoutingPolicy) -> list[RoutingTarget]:
+    targets = [policy.default_target] + [rule.target for rule in policy.rules.filter(is_enabled=True).select_related("target")]
+    seen: set[int] = set()
+    return [t for t in targets if not (t.pk in seen or seen.add(t.pk))]
+
+
+def _drill_request(candidate: Candidate) -> ChatRequest:
+    return ChatRequest(model=candidate.model.model_id, messages=[ChatMessage("user", DRILL_PROMPT)], max_tokens=8,
+                       supports_temperature=candidate.model.supports_temperature)
+
+
+def drill_target(target: RoutingTarget, *, tenant: Tenant | None, allow_agency: bool = True) -> dict:
+    creds = credentials_by_provider(tenant, allow_agency)
+    candidates = [Candidate(model=m, credential=c) for m in target_models(target) for c in creds.get(m.provider_id, [])]
+    report: dict = {"target": target.name, "primary": candidates[0].label if candidates else None}
+    if len(candidates) < 2:
+        return {**report, "status": "failed", "error": "no backup: the chain has fewer than two usable candidates"}
+    # The primary is skipped on purpose: the drill proves the rest of the chain answers without it.
+    plan = Plan(candidates=candidates[1:], reason=f"failover drill of {target.name}")
+    started = time.perf_counter()
+    try:
+        execution = execute(plan, _drill_request, tenant_id=tenant.pk if tenant else None)
+    except AllCandidatesFailed as failure:
+        return {**report, "status": "failed", "error": str(failure), "attempts": [a.as_dict() for a in failure.attempts]}
+    return {
+        **report,
+        "status": "ok",
+        "answered_by": execution.candidate.label,
+        "latency_ms": int((time.perf_counter() - started) * 1000),
+        "attempts": [a.as_dict() for a in execution.attempts],
+    }
+
+
+def failover_drill(*, tenant: Tenant | None = None) -> list[dict]:
+    """One report per chain of the tenant's policy (or of the agency default policy)."""
+    if tenant is not None:
+        policy = RoutingPolicy.objects.filter(tenant=tenant).first() or RoutingPolicy.objects.filter(is_agency_default=True).first()
+    else:
+        policy = RoutingPolicy.objects.filter(is_agency_default=True).first()
+    if policy is None:
+        return []
+    allow_agency = policy.allow_agency_fallback
+    return [{"policy": policy.name, **drill_target(t, tenant=tenant, allow_agency=allow_agency)} for t in _policy_targets(policy)]

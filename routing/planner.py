@@ -1,0 +1,301 @@
+"""The planner: a message in its context -> an ordered list of candidates (model + credential) and the reason.
+
+Order of business: the policy (assistant override, else the tenant's, else the agency default) -> the
+first rule whose conditions all hold, else the default target -> the target's models, ordered by its
+strategy -> models that cannot take the request dropped (tools, images, context window) -> each model
+paired with the credentials that may pay for it (the tenant's own first, then the agency's if allowed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
+
+from providers.breaker import breaker
+from providers.errors import NoPriceError
+from providers.models import Capability, Credential, LLMModel, ModelTier, price_for
+from routing.models import ComplexityCalibration, RoutingPolicy, RoutingRule, RoutingTarget, Strategy
+from tenants.models import Tenant
+
+TIER_ORDER = {ModelTier.ECONOMY: 0, ModelTier.STANDARD: 1, ModelTier.PREMIUM: 2}
+DEFAULT_THRESHOLD = 0.5  # used by share-based rules until traffic has been calibrated
+
+
+class NoRouteError(Exception):
+    """No enabled model with a usable credential can take this message."""
+
+
+class UnknownModelError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Candidate:
+    model: LLMModel
+    credential: Credential
+
+    @property
+    def label(self) -> str:
+        owner = "byok" if self.credential.is_byok else "agency"
+        return f"{self.model.provider.kind}:{self.model.model_id} ({owner})"
+
+
+@dataclass
+class Plan:
+    candidates: list[Candidate]
+    reason: str
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class RoutingContext:
+    """What the planner may look at. Built by the chat engine; everything is cheap to compute."""
+
+    tenant: Tenant
+    text: str = ""
+    escalate: bool = False
+    metadata: dict = field(default_factory=dict)
+    turns: int = 1
+    conversation_tokens: int = 0
+    prompt_tokens: int = 0  # the whole prompt with its history (rules may route long contexts)
+    required_tokens: int = 0  # what cannot be trimmed: system prompt + the latest turn
+    max_output_tokens: int = 1024
+    needs_tools: bool = False
+    needs_vision: bool = False
+    requested_model: str | None = None
+    policy: RoutingPolicy | None = None  # an assistant's override
+    force_tier: str | None = None  # over budget in "degrade" mode: the economy tier
+    budget_used_percent: float | None = None  # filled lazily when a rule asks
+
+    @cached_property
+    def complexity(self) -> float | None:
+        if not self.text.strip():
+            return None
+        from routing.complexity import score
+
+        return round(score(self.text), 4)
+
+
+def policy_for(tenant: Tenant, override: RoutingPolicy | None = None) -> RoutingPolicy | None:
+    if override is not None:
+        return override
+    related = ("default_target__model__provider",)
+    return (
+        RoutingPolicy.objects.filter(tenant=tenant).select_related(*related).first()
+        or RoutingPolicy.objects.filter(is_agency_default=True).select_related(*related).first()
+    )
+
+
+# --- conditions -------------------------------------------------------------------------------------
+
+
+def _threshold(rule: RoutingRule, tenant: Tenant) -> float:
+    if rule.min_complexity is not None:
+        return rule.min_complexity
+    calibration = (
+        ComplexityCalibration.objects.filter(tenant=tenant, share_percent=rule.premium_share_percent).first()
+        or ComplexityCalibration.objects.filter(tenant__isnull=True, share_percent=rule.premium_share_percent).first()
+    )
+    return calibration.threshold if calibration else DEFAULT_THRESHOLD
+
+
+def _budget_used(ctx: RoutingContext) -> float:
+    if ctx.budget_used_percent is None:
+        from billing.services import budget_used_percent
+
+        ctx.budget_used_percent = budget_used_percent(ctx.tenant)
+    return ctx.budget_used_percent
+
+
+def rule_matches(rule: RoutingRule, ctx: RoutingContext, policy: RoutingPolicy, notes: dict) -> bool:
+    """All set conditions must hold. `notes` collects what was measured, for the decision record."""
+    if rule.on_escalation:
+        text = ctx.text.lower()
+        phrase = next((p for p in policy.phrases() if p in text), None)
+        if not (ctx.escalate or phrase):
+            return False
+        notes["escalation"] = "flag" if ctx.escalate else f"phrase: {phrase}"
+    if rule.min_turns is not None and ctx.turns < rule.min_turns:
+        return False
+    if rule.min_conversation_tokens is not None and ctx.conversation_tokens < rule.min_conversation_tokens:
+        return False
+    if rule.min_prompt_tokens is not None and ctx.prompt_tokens < rule.min_prompt_tokens:
+        return False
+    if rule.needs_tools and not ctx.needs_tools:
+        return False
+    if rule.needs_vision and not ctx.needs_vision:
+        return False
+    for key, expected in (rule.metadata_equals or {}).items():
+        if ctx.metadata.get(key) != expected:
+            return False
+    if rule.pattern and not re.search(rule.pattern, ctx.text, re.IGNORECASE):
+        return False
+    if rule.min_complexity is not None or rule.premium_share_percent is not None:
+        threshold = _threshold(rule, ctx.tenant)
+        notes["complexity_threshold"] = threshold
+        if ctx.complexity is None or ctx.complexity < threshold:
+            return False
+    if rule.budget_used_percent is not None:
+        used = _budget_used(ctx)
+        notes["budget_used_percent"] = round(used, 2)
+        if used <= rule.budget_used_percent:
+            return False
+    return True
+
+
+# --- targets -> models -> candidates ----------------------------------------------------------------
+
+
+def _price_key(model: LLMModel) -> Decimal:
+    try:
+        price = price_for(model)
+    except NoPriceError:
+        return Decimal("Infinity")
+    return price.input_per_mtok + price.output_per_mtok
+
+
+def tier_models(tier: str) -> list[LLMModel]:
+    """Every enabled model of a tier, cheapest first."""
+    return sorted(
+        LLMModel.objects.filter(tier=tier, is_enabled=True, provider__is_enabled=True).select_related("provider"), key=_price_key
+    )
+
+
+def target_models(target: RoutingTarget) -> list[LLMModel]:
+    """The target's models in chain order (before strategy): the model or the tier's, then its fallbacks."""
+    head = [target.model] if target.model_id else tier_models(target.tier)
+    fallbacks = [f.model for f in target.fallbacks.select_related("model__provider")]
+    seen: set[int] = set()
+    return [m for m in head + fallbacks if not (m.pk in seen or seen.add(m.pk))]
+
+
+def can_take(model: LLMModel, ctx: RoutingContext) -> str | None:
+    """Why this model cannot take the request, or None."""
+    if not model.is_enabled or not model.provider.is_enabled:
+        return "disabled"
+    if ctx.needs_tools and not model.has_capability(Capability.TOOLS):
+        return "no tools"
+    if ctx.needs_vision and not model.has_capability(Capability.VISION):
+        return "no vision"
+    # History is trimmed to fit each model; only what cannot be trimmed must fit.
+    if max(ctx.required_tokens, 0) + min(ctx.max_output_tokens, model.max_output_tokens) > model.context_window:
+        return f"context window {model.context_window} too small"
+    return None
+
+
+def credentials_by_provider(tenant: Tenant | None, allow_agency: bool = True) -> dict[int, list[Credential]]:
+    """Usable credentials per provider id: the tenant's own first, then the agency's where allowed."""
+    by_provider: dict[int, list[Credential]] = {}
+    usable = Credential.objects.usable().select_related("provider", "tenant")
+    own = usable.for_tenant(tenant).order_by("pk") if tenant is not None else []
+    for credential in own:
+        by_provider.setdefault(credential.provider_id, []).append(credential)
+    for credential in usable.agency().order_by("pk"):
+        if allow_agency or credential.provider_id not in by_provider:
+            by_provider.setdefault(credential.provider_id, []).append(credential)
+    return by_provider
+
+
+def _order(candidates: list[Candidate], strategy: str) -> list[Candidate]:
+    if strategy == Strategy.CHEAPEST:
+        return sorted(candidates, key=lambda c: _price_key(c.model))  # stable: chain order breaks ties
+    if strategy == Strategy.FASTEST:
+        cb = breaker()
+
+        def latency(candidate: Candidate) -> float:
+            value = cb.latency_ms(candidate.credential.pk, candidate.model.pk)
+            return value if value is not None else float("inf")
+
+        return sorted(candidates, key=latency)
+    return candidates
+
+
+def _widen(ctx: RoutingContext, target_tier: str | None) -> list[LLMModel]:
+    """When no model of the target can take the request, any catalogue model that can, nearest tier first."""
+    wanted = TIER_ORDER.get(target_tier or ModelTier.ECONOMY, 0)
+    capable = [
+        m for m in LLMModel.objects.filter(is_enabled=True, provider__is_enabled=True).select_related("provider")
+        if can_take(m, ctx) is None
+    ]
+    return sorted(capable, key=lambda m: (abs(TIER_ORDER.get(m.tier, 9) - wanted), _price_key(m), m.model_id))
+
+
+def _default_chain() -> list[LLMModel]:
+    """With no policy anywhere: each provider's cheapest economy model, cheapest first."""
+    best: dict[int, tuple] = {}
+    for model in LLMModel.objects.filter(is_enabled=True, provider__is_enabled=True).select_related("provider"):
+        key = (TIER_ORDER.get(model.tier, 9), _price_key(model), model.model_id)
+        if key[1] != Decimal("Infinity") and (model.provider_id not in best or key < best[model.provider_id][0]):
+            best[model.provider_id] = (key, model)
+    return [model for _, model in sorted(best.values(), key=lambda item: item[0])]
+
+
+def resolve_model(name: str) -> list[LLMModel]:
+    """Catalogue models called `name` (the provider's model id)."""
+    found = list(LLMModel.objects.filter(model_id=name, is_enabled=True, provider__is_enabled=True).select_related("provider"))
+    if not found:
+        raise UnknownModelError(f"unknown model {name!r}: use 'auto' or a model id from the catalogue")
+    return found
+
+
+def plan_route(ctx: RoutingContext) -> Plan:
+    policy = policy_for(ctx.tenant, ctx.policy)
+    notes: dict = {"policy": policy.name if policy else None, "complexity": ctx.complexity}
+    rule_name = None
+    strategy = Strategy.IN_ORDER
+    target: RoutingTarget | None = None
+    if ctx.force_tier:
+        models = tier_models(ctx.force_tier)
+        reason = f"{ctx.force_tier} tier"
+    elif ctx.requested_model and ctx.requested_model != "auto":
+        models = resolve_model(ctx.requested_model)
+        if policy:
+            models += target_models(policy.default_target)
+        reason = f"requested model {ctx.requested_model}"
+    elif policy:
+        for rule in policy.rules.filter(is_enabled=True).select_related("target__model__provider"):
+            if rule_matches(rule, ctx, policy, notes):
+                target, rule_name = rule.target, rule.name
+                break
+        target = target or policy.default_target
+        strategy = target.strategy
+        models = target_models(target)
+        reason = f"rule {rule_name!r} -> {target.name}" if rule_name else f"default -> {target.name}"
+    else:
+        models = _default_chain()
+        reason = "no policy: cheapest economy model per provider"
+
+    excluded = {}
+    fitting = []
+    for model in models:
+        why = can_take(model, ctx)
+        if why:
+            excluded[f"{model.provider.kind}:{model.model_id}"] = why
+        else:
+            fitting.append(model)
+    if not fitting and models:
+        fitting = _widen(ctx, (target.tier or (target.model.tier if target.model_id else None)) if target else None)
+        reason += "; widened: no model of the target could take the request"
+
+    creds = credentials_by_provider(ctx.tenant, policy.allow_agency_fallback if policy else True)
+    candidates = _order(
+        [Candidate(model=m, credential=c) for m in fitting for c in creds.get(m.provider_id, [])],
+        strategy,
+    )
+    details = {
+        **notes,
+        "rule": rule_name,
+        "target": target.name if target else None,
+        "strategy": strategy,
+        "over_budget": policy.over_budget if policy else None,
+        "excluded": excluded,
+        "candidates": [c.label for c in candidates],
+    }
+    if not candidates:
+        raise NoRouteError(
+            "no enabled model with a usable provider credential can take this request"
+            + (f" (excluded: {excluded})" if excluded else "")
+        )
+    return Plan(candidates=candidates, reason=reason, details=details)

@@ -1,0 +1,48 @@
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from tenants.models import ApiKey, Tenant, hash_api_key
+
+# last_used_at is a hint for staff, not an audit trail: write it at most this often per key.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    api_key: ApiKey
+    raw: str  # shown once, never stored
+
+
+def api_key_issue(*, tenant: Tenant, name: str = "") -> IssuedKey:
+    raw, prefix, key_hash = ApiKey.generate()
+    key = ApiKey.objects.create(tenant=tenant, name=name, prefix=prefix, key_hash=key_hash)
+    return IssuedKey(api_key=key, raw=raw)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+
+
+def api_key_resolve(raw: str) -> ApiKey | None:
+    """The active key (and its tenant) for a raw secret, or None. One query; last use is throttled."""
+    key = ApiKey.objects.active().select_related("tenant").filter(key_hash=hash_api_key(raw)).first()
+    if key is None:
+        return None
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+@transaction.atomic
+def tenant_create(*, slug: str, name: str, daily_token_budget: int | None = None, timezone_name: str = "UTC") -> tuple[Tenant, IssuedKey]:
+    tenant = Tenant(slug=slug, name=name, daily_token_budget=daily_token_budget, timezone=timezone_name)
+    tenant.full_clean()
+    tenant.save()
+    return tenant, api_key_issue(tenant=tenant, name="default")

@@ -1,0 +1,200 @@
+"""Daily token budgets, alerts, rate limits, the usage API and retention, through services and the public API."""
+
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone as dt_timezone
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from billing.budget import BudgetExceeded, budget_release, budget_reserve, budget_settle, budget_usage
+from billing.models import BudgetAlert, UsageRecord
+from billing.services import tenant_local_date, tokens_used_today
+from conversations.models import Conversation, Message
+from conversations.retention import purge_expired_content
+from providers.state import shared_state
+from routing.models import OverBudget, RoutingPolicy
+from tenants.models import ApiKey
+from tests.conversations.conftest import post_message
+
+
+def test_reserve_settle_and_release(tenant):
+    tenant.daily_token_budget = 1000
+    tenant.save()
+    first = budget_reserve(tenant=tenant, tokens=300)
+    second = budget_reserve(tenant=tenant, tokens=400)
+    assert budget_usage(tenant) == (0, 700)
+    budget_settle(reservation=first, tenant=tenant, tokens_used=250)
+    assert budget_usage(tenant) == (250, 400)
+    budget_release(reservation=second)
+    assert budget_usage(tenant) == (250, 0)
+    with pytest.raises(BudgetExceeded) as exceeded:
+        budget_reserve(tenant=tenant, tokens=800)
+    assert 0 < exceeded.value.retry_after <= 24 * 3600
+    assert budget_usage(tenant) == (250, 0)  # a refused reservation leaves nothing behind
+
+
+def test_an_unlimited_tenant_is_never_refused(tenant):
+    reservation = budget_reserve(tenant=tenant, tokens=10**9)
+    assert reservation.is_noop
+
+
+def test_reservations_of_a_crashed_process_expire(tenant, settings):
+    settings.BUDGET_RESERVATION_SECONDS = 1
+    tenant.daily_token_budget = 100
+    tenant.save()
+    budget_reserve(tenant=tenant, tokens=90)  # never settled: the process "crashed"
+    bucket_keys = [k for k in shared_state().keys("budget:res:*")]
+    assert bucket_keys and all(0 < shared_state().ttl(k) <= 61 for k in bucket_keys)
+    for key in bucket_keys:  # what expiry does, without waiting for it
+        shared_state().delete(key)
+    assert budget_reserve(tenant=tenant, tokens=90).tokens == 90
+
+
+def test_budget_days_follow_the_tenant_time_zone(tenant):
+    tenant.timezone = "Pacific/Kiritimati"  # UTC+14
+    tenant.save()
+    at = datetime(2026, 11, 24, 11, 0, tzinfo=dt_timezone.utc)
+    assert tenant_local_date(tenant, at).isoformat() == "2026-11-25"
+    tenant.timezone = "America/Los_Angeles"
+    assert tenant_local_date(tenant, at).isoformat() == "2026-11-24"
+    assert tenant_local_date(tenant, datetime(2026, 11, 24, 7, 59, tzinfo=dt_timezone.utc)).isoformat() == "2026-11-23"
+
+
+def test_over_budget_answers_429_with_retry_after_and_keeps_the_message(api_client, conversation_id, tenant):
+    tenant.daily_token_budget = 10
+    tenant.save()
+    response = post_message(api_client, conversation_id, "hello")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "budget_exceeded"
+    assert 0 < int(response["Retry-After"]) <= 24 * 3600 + 3600
+    assert Message.objects.get(role="user").content == "hello"
+    assert Message.objects.get(role="assistant").error_code == "budget_exceeded"
+
+
+def test_over_budget_degrades_to_the_economy_tier_when_the_policy_says_so(api_client, conversation_id, tenant, policy):
+    policy.over_budget = OverBudget.DEGRADE
+    policy.save()
+    tenant.daily_token_budget = 10
+    tenant.save()
+    reply = post_message(api_client, conversation_id, "hello").json()
+    assert reply["status"] == "completed" and reply["route"]["reason"].startswith("over budget, degraded: economy tier")
+    assert Message.objects.get(role="assistant").model.tier == "economy"
+
+
+def test_settled_usage_counts_against_the_budget_and_rebuilds_from_the_ledger(api_client, conversation_id, tenant):
+    tenant.daily_token_budget = 100_000
+    tenant.save()
+    post_message(api_client, conversation_id, "one")
+    post_message(api_client, conversation_id, "two")
+    ledger = tokens_used_today(tenant)
+    assert budget_usage(tenant) == (ledger, 0) and ledger > 0
+    shared_state().flush()  # counters lost (Redis restarted)
+    assert budget_usage(tenant) == (0, 0)
+    call_command("reconcile_budgets", stdout=__import__("io").StringIO())
+    assert budget_usage(tenant) == (ledger, 0)
+
+
+def test_alerts_at_80_and_100_percent_are_sent_once_per_day(tenant, mailoutbox):
+    tenant.daily_token_budget = 1000
+    tenant.account_manager_email = "am@agency.example"
+    tenant.save()
+    from billing.alerts import budget_alerts_check
+
+    day = tenant_local_date(tenant, timezone.now()).isoformat()
+    assert budget_alerts_check(tenant=tenant, day=day, used_tokens=500) == []
+    assert budget_alerts_check(tenant=tenant, day=day, used_tokens=810) == [80]
+    assert budget_alerts_check(tenant=tenant, day=day, used_tokens=850) == []
+    assert budget_alerts_check(tenant=tenant, day=day, used_tokens=1000) == [100]
+    assert budget_alerts_check(tenant=tenant, day=day, used_tokens=1200) == []
+    assert [m.to for m in mailoutbox] == [["am@agency.example"], ["am@agency.example"]]
+    assert "80%" in mailoutbox[0].subject and "100%" in mailoutbox[1].subject
+    assert list(BudgetAlert.objects.values_list("threshold", flat=True).order_by("threshold")) == [80, 100]
+
+
+def test_per_tenant_and_per_key_rate_limits(api_client, conversation_id, tenant):
+    tenant.rate_limit_per_minute = 3
+    tenant.save()
+    statuses = [api_client.get(f"/api/v1/conversations/{conversation_id}").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    limited = api_client.get(f"/api/v1/conversations/{conversation_id}")
+    assert limited.json()["error"]["code"] == "rate_limited" and 1 <= int(limited["Retry-After"]) <= 60
+    shared_state().flush()
+    tenant.rate_limit_per_minute = None
+    tenant.save()
+    ApiKey.objects.filter(tenant=tenant).update(rate_limit_per_minute=1)
+    assert [api_client.get("/api/v1/usage").status_code for _ in range(2)] == [200, 429]
+
+
+def test_the_usage_api_shows_usage_cost_and_budget_left(api_client, conversation_id, tenant, outsider_client):
+    tenant.daily_token_budget = 50_000
+    tenant.markup_percent = Decimal("20")
+    tenant.save()
+    post_message(api_client, conversation_id, "hello")
+    body = api_client.get("/api/v1/usage").json()
+    record = UsageRecord.objects.get()
+    today = body["days"][-1]
+    assert today["day"] == record.local_date.isoformat()
+    line = today["models"][0]
+    assert line["model"] == record.model_name and line["calls"] == 1 and Decimal(line["cost"]) == record.cost
+    assert Decimal(line["billed"]) == (record.cost * Decimal("1.2")).quantize(Decimal("0.00000001"))
+    assert body["budget"]["daily_tokens"] == 50_000 and body["budget"]["remaining"] == 50_000 - record.total_tokens
+    assert outsider_client.get("/api/v1/usage").json()["days"] == []  # only one's own usage
+    assert api_client.get("/api/v1/usage?from=2026-13-01").status_code == 400
+
+
+def test_retention_purges_old_content_but_never_the_ledger(api_client, conversation_id, tenant):
+    post_message(api_client, conversation_id, "old news")
+    tenant.retention_days = 30
+    tenant.save()
+    Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now() - timedelta(days=31))
+    report = purge_expired_content(batch=1)
+    assert report["conversations"] == 1
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+    assert UsageRecord.objects.filter(conversation_id=conversation_id).count() == 1
+
+
+@pytest.mark.slow
+def test_concurrent_requests_never_overspend_the_budget(live_server, transactional_db, simulator, tenant_and_key):
+    """30 requests in flight at once against a budget that fits about 10: the ledger never exceeds the budget
+    (each call reserves its estimate — prompt + max output — before it starts, and usage stays within it)."""
+    from tests.conversations.conftest import CHAIN, chain_target
+    from providers.catalog import catalog_load
+    from providers.services import credential_set, provider_configure
+
+    tenant, key = tenant_and_key
+    catalog_load()
+    for kind, url in (("anthropic", simulator.anthropic_base_url), ("openai", simulator.openai_base_url), ("openrouter", simulator.openrouter_base_url)):
+        provider_configure(kind=kind, base_url=url)
+        credential_set(kind=kind, key=f"sk-{kind}", label="agency")
+    RoutingPolicy.objects.create(name="Acme", tenant=tenant, default_target=chain_target("Economy", CHAIN))
+    simulator.add_fault(fault="latency", latency_ms=300)  # keep them all in flight together
+    tenant.daily_token_budget = 600
+    tenant.save()
+    tenant.assistants.update(default_max_tokens=50) if tenant.assistants.exists() else None
+
+    def call(i: int) -> int:
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        body = json.dumps({"content": f"hello {i}"}).encode()
+        conv = urllib.request.urlopen(urllib.request.Request(f"{live_server.url}/api/v1/conversations", data=b"{}", headers=headers))
+        conversation = json.loads(conv.read())["id"]
+        from conversations.models import Assistant
+
+        Assistant.objects.filter(tenant=tenant).update(default_max_tokens=50)
+        try:
+            return urllib.request.urlopen(urllib.request.Request(
+                f"{live_server.url}/api/v1/conversations/{conversation}/messages", data=body, headers=headers)).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = list(pool.map(call, range(30)))
+    used = sum(r.total_tokens for r in UsageRecord.objects.filter(tenant=tenant))
+    assert statuses.count(201) >= 1 and statuses.count(429) >= 1 and set(statuses) <= {201, 429}
+    assert used <= tenant.daily_token_budget
+    assert UsageRecord.objects.filter(tenant=tenant).count() == statuses.count(201)
+    assert Message.objects.filter(role="user").count() == 30  # nothing the clients sent was lost

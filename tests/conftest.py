@@ -1,0 +1,34 @@
+pytest_plugins = ["tests.simulator_plugin", "tests.chat_fixtures"]
+
+import pytest
+from rest_framework.test import APIClient
+
+from providers.adapters.base import clients
+from providers.state import shared_state
+from tenants.services import tenant_create
+
+
+@pytest.fixture(autouse=True)
+def clean_shared_state():
+    """Breakers, cool-downs, budgets and rate limits live in Redis: every test starts from none."""
+    shared_state().flush()
+    yield
+    shared_state().flush()
+
+
+@pytest.fixture
+def tenant_and_key(db):
+    tenant, issued = tenant_create(slug="acme", name="Acme")
+    return tenant, issued.raw
+
+
+@pytest.fixture
+def tenant(tenant_and_key):
+    return tenant_and_key[0]
+
+
+@pytest.fixture
+def api_client(tenant_and_key) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {tenant_and_key[1]}")
+    return client

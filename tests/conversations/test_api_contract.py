@@ -1,0 +1,75 @@
+import pytest
+
+from conversations.models import Assistant, ApiKeyScope
+from tenants.models import ApiKey
+from tests.conversations.conftest import post_message
+
+
+def test_an_outsider_gets_404_for_every_id(api_client, conversation_id, outsider_client):
+    reply_id = post_message(api_client, conversation_id).json()["id"]
+    for response in (
+        outsider_client.get(f"/api/v1/conversations/{conversation_id}"),
+        outsider_client.post(f"/api/v1/conversations/{conversation_id}/messages", {"content": "hi"}, format="json"),
+        outsider_client.get(f"/api/v1/messages/{reply_id}"),
+        outsider_client.post(f"/api/v1/messages/{reply_id}/feedback", {"rating": 1}, format="json"),
+    ):
+        assert response.status_code == 404
+        assert response.json()["error"]["type"] == "not_found_error"
+    missing = api_client.get("/api/v1/conversations/00000000-0000-0000-0000-000000000000")
+    garbage = api_client.get("/api/v1/conversations/not-a-uuid")
+    assert missing.status_code == garbage.status_code == 404
+    assert missing.json()["error"]["message"] == outsider_client.get(f"/api/v1/conversations/{conversation_id}").json()["error"]["message"]
+
+
+def test_malformed_bodies_answer_400_naming_the_field(api_client, conversation_id):
+    url = f"/api/v1/conversations/{conversation_id}/messages"
+    broken = api_client.post(url, data="{not json", content_type="application/json")
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "malformed_body"
+    for body, field in (({}, "content"), ({"content": "   "}, "content"), ({"content": "hi", "mode": "fast"}, "mode"),
+                        ({"content": "hi", "escalate": "maybe"}, "escalate")):
+        response = api_client.post(url, body, format="json")
+        assert response.status_code == 400, body
+        assert response.json()["error"]["message"].startswith(f"{field}:")
+
+
+def test_oversized_bodies_answer_413(api_client, conversation_id, settings):
+    settings.MAX_REQUEST_BYTES = 10_000
+    response = post_message(api_client, conversation_id, "x" * 20_000)
+    assert response.status_code == 413 and response.json()["error"]["type"] == "request_too_large"
+
+
+def test_an_unknown_assistant_is_404_and_a_named_one_is_used(api_client, policy, tenant):
+    assert api_client.post("/api/v1/conversations", {"assistant": "nope"}, format="json").status_code == 404
+    Assistant.objects.create(tenant=tenant, name="Sales", slug="sales", greeting="Hi! Looking for a quote?")
+    created = api_client.post("/api/v1/conversations", {"assistant": "sales"}, format="json").json()
+    assert created["assistant"] == "sales" and created["greeting"] == "Hi! Looking for a quote?"
+
+
+def test_a_key_limited_to_one_assistant_sees_only_its_conversations(api_client, conversation_id, tenant, tenant_and_key):
+    sales = Assistant.objects.create(tenant=tenant, name="Sales", slug="sales")
+    ApiKeyScope.objects.create(api_key=ApiKey.objects.get(tenant=tenant), assistant=sales)
+    assert api_client.get(f"/api/v1/conversations/{conversation_id}").status_code == 404  # the default assistant's
+    created = api_client.post("/api/v1/conversations", {}, format="json").json()
+    assert created["assistant"] == "sales"
+
+
+def test_browser_origins_are_checked_per_assistant(api_client, policy, tenant):
+    Assistant.objects.create(tenant=tenant, name="Web", slug="web", allowed_origins=["https://shop.example"])
+    ok = api_client.post("/api/v1/conversations", {"assistant": "web"}, format="json", headers={"Origin": "https://shop.example"})
+    assert ok.status_code == 201 and ok["Access-Control-Allow-Origin"] == "https://shop.example"
+    denied = api_client.post("/api/v1/conversations", {"assistant": "web"}, format="json", headers={"Origin": "https://evil.example"})
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "origin_not_allowed"
+
+
+def test_unknown_api_paths_answer_json_404(api_client):
+    response = api_client.get("/api/v1/nothing-here")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+
+
+def test_schema_docs_and_health(client, db):
+    schema = client.get("/api/schema")
+    assert schema.status_code == 200 and b"/api/v1/conversations/{conversation_id}/messages" in schema.content
+    assert client.get("/api/docs").status_code == 200
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["checks"] == {"database": "ok", "cache": "ok"}

@@ -1,0 +1,71 @@
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from billing.models import UsageRecord
+from conversations.models import Message
+from conversations.tasks import generate_reply
+from conversations.webhooks import SIGNATURE_HEADER, verify
+from tests.conversations.conftest import post_message
+
+
+@pytest.fixture
+def callback_server():
+    received = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"headers": dict(self.headers), "body": body})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+
+
+def test_async_answers_202_and_the_reply_can_be_polled(api_client, conversation_id, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_message(api_client, conversation_id, "later please", mode="async")
+    assert response.status_code == 202
+    reply_id = response.json()["id"]
+    assert response["Location"] == f"/api/v1/messages/{reply_id}"
+    polled = api_client.get(f"/api/v1/messages/{reply_id}").json()
+    assert polled["status"] == "completed" and polled["content"].endswith("later please")
+
+
+def test_async_posts_a_signed_callback(api_client, policy, callback_server, django_capture_on_commit_callbacks, tenant):
+    url, received = callback_server
+    conversation = api_client.post("/api/v1/conversations", {"callback_url": url}, format="json").json()
+    with django_capture_on_commit_callbacks(execute=True):
+        reply_id = post_message(api_client, conversation["id"], "call me back", mode="async").json()["id"]
+    assert len(received) == 1
+    body = received[0]["body"]
+    payload = json.loads(body)
+    assert payload["event"] == "message.completed" and payload["message"]["id"] == reply_id
+    signature = next(v for k, v in received[0]["headers"].items() if k.lower() == SIGNATURE_HEADER.lower())
+    tenant.refresh_from_db()
+    assert verify(tenant.webhook_secret, body, signature)
+    assert not verify("wrong-secret", body, signature)
+
+
+def test_a_redelivered_task_makes_no_second_reply_or_ledger_row(api_client, conversation_id, simulator):
+    response = post_message(api_client, conversation_id, "once only", mode="async")  # on_commit not run: still queued
+    reply_id = response.json()["id"]
+    assert Message.objects.get(pk=reply_id).status == "queued"
+    assert generate_reply.apply(args=[reply_id]).get() == "completed"
+    assert generate_reply.apply(args=[reply_id]).get() == "completed"  # redelivery
+    assert len(simulator.requests()) == 1
+    assert UsageRecord.objects.filter(message_id=reply_id).count() == 1
+
+
+def test_a_task_for_a_deleted_message_returns_quietly(db):
+    assert generate_reply.apply(args=["00000000-0000-0000-0000-000000000000"]).get() is None

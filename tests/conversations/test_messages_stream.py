@@ -1,0 +1,79 @@
+import pytest
+
+from billing.models import UsageRecord
+from conversations.models import Message
+from tests.conversations.conftest import post_message, sse_events
+
+LONG = "one two three four five six seven eight nine ten"
+
+
+def test_it_streams_deltas_then_a_final_event_with_model_usage_and_cost(api_client, conversation_id):
+    response = post_message(api_client, conversation_id, LONG, mode="stream")
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    events = sse_events(response)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "message" and kinds[1] == "start" and kinds[-1] == "done"
+    text = "".join(data["text"] for kind, data in events if kind == "delta")
+    done = events[-1][1]
+    assert text == done["content"] == f"Simulated reply from claude-haiku-4-5: {LONG}"
+    assert done["model"] == "claude-haiku-4-5" and done["usage"]["output_tokens"] > 0 and done["cost"]
+    stored = Message.objects.get(pk=done["id"])
+    assert stored.status == "completed" and stored.content == text
+    assert UsageRecord.objects.filter(message_id=stored.pk).count() == 1
+
+
+@pytest.mark.parametrize("fault", ["overloaded", "rate_limit", "drop"])
+def test_a_failure_before_the_first_delta_fails_over_silently(api_client, conversation_id, simulator, fault):
+    simulator.add_fault(provider="anthropic", fault=fault)
+    events = sse_events(post_message(api_client, conversation_id, LONG, mode="stream"))
+    assert "error" not in [kind for kind, _ in events]
+    assert events[1][1]["provider"] == "openai"
+    text = "".join(data["text"] for kind, data in events if kind == "delta")
+    assert text == f"Simulated reply from gpt-4o-mini: {LONG}"  # nothing from the failed provider leaked
+    assert events[-1][1]["route"]["attempts"][0]["outcome"] != "ok"
+
+
+@pytest.mark.parametrize("fault", ["stream_cut", "stream_error"])
+def test_a_failure_after_the_first_delta_ends_the_stream_with_an_error_event(api_client, conversation_id, simulator, fault):
+    simulator.add_fault(provider="anthropic", fault=fault)
+    events = sse_events(post_message(api_client, conversation_id, LONG, mode="stream"))
+    kinds = [kind for kind, _ in events]
+    assert "delta" in kinds and kinds[-1] == "error" and "done" not in kinds
+    error = events[-1][1]
+    assert error["error"]["code"] == "stream_interrupted"
+    stored = Message.objects.get(pk=error["message"]["id"])
+    assert stored.status == "failed"
+    assert stored.content == "".join(data["text"] for kind, data in events if kind == "delta")
+    assert len(simulator.requests()) == 1  # no silent retry that would duplicate text
+    assert Message.objects.get(role="user").content == LONG
+
+
+def test_when_every_candidate_fails_before_streaming_it_answers_an_error_status(api_client, conversation_id, simulator):
+    simulator.add_fault(fault="overloaded")
+    response = post_message(api_client, conversation_id, LONG, mode="stream")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "providers_failed"
+    assert Message.objects.get(role="assistant").status == "failed"
+
+
+def test_a_client_disconnecting_mid_stream_still_gets_the_reply_stored(api_client, conversation_id, simulator):
+    simulator.add_fault(provider="anthropic", fault="latency", chunk_delay_ms=20)
+    response = post_message(api_client, conversation_id, LONG, mode="stream")
+    # The response's own iterator: closing it is what a WSGI server does when the client goes away.
+    stream = response._iterator
+    received = [next(stream) for _ in range(3)]  # message, start, first delta
+    assert b"event: delta" in received[-1]
+    stream.close()
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == "completed"
+    assert reply.content == f"Simulated reply from claude-haiku-4-5: {LONG}"
+    assert UsageRecord.objects.filter(message_id=reply.pk).count() == 1
+
+
+def test_a_client_asking_for_event_streams_gets_one(api_client, conversation_id):
+    response = api_client.post(f"/api/v1/conversations/{conversation_id}/messages", {"content": "hi", "mode": "stream"},
+                               format="json", HTTP_ACCEPT="text/event-stream")
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    assert b"event: done" in b"".join(response.streaming_content)
+    response2 = api_client.post("/v1/chat/completions", {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+                                format="json", HTTP_ACCEPT="text/event-stream")
+    assert response2.status_code == 200 and b"data: [DONE]" in b"".join(response2.streaming_content)

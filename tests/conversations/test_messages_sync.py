@@ -1,0 +1,128 @@
+from decimal import Decimal
+
+import pytest
+
+from billing.models import UsageRecord
+from conversations.models import Message
+from providers.models import Credential, LLMModel, price_for
+from providers.types import Usage
+from tests.conversations.conftest import post_message
+
+
+def test_it_answers_a_sync_message_with_model_usage_and_cost(api_client, conversation_id, simulator):
+    response = post_message(api_client, conversation_id, "Hello there")
+    assert response.status_code == 201
+    reply = response.json()
+    assert reply["status"] == "completed"
+    assert reply["content"] == "Simulated reply from claude-haiku-4-5: Hello there"
+    assert reply["model"] == "claude-haiku-4-5" and reply["provider"] == "anthropic"
+    assert reply["usage"]["output_tokens"] == len(reply["content"].split())
+    record = UsageRecord.objects.get(message_id=reply["id"])
+    haiku = LLMModel.objects.get(model_id="claude-haiku-4-5", provider__kind="anthropic")
+    expected = price_for(haiku).cost(Usage(input_tokens=record.input_tokens, output_tokens=record.output_tokens))
+    assert Decimal(reply["cost"]) == record.cost == expected > 0
+    assert record.ownership == "agency" and str(record.conversation_id) == conversation_id
+    assert reply["user_message"]["content"] == "Hello there"
+    # The assistant's instructions are the system prompt; the model got the conversation so far.
+    body = simulator.requests()[-1]["body"]
+    assert body["messages"][-1]["content"] == "Hello there"
+
+
+def test_it_sends_earlier_turns_and_the_instructions(api_client, conversation_id, simulator, tenant):
+    tenant.assistants.filter(is_default=True).update(instructions="You are Acme's support bot.")
+    post_message(api_client, conversation_id, "first question")
+    post_message(api_client, conversation_id, "second question")
+    body = simulator.requests()[-1]["body"]
+    assert body["system"] == "You are Acme's support bot."
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert body["messages"][0]["content"] == "first question"
+
+
+def test_it_totals_the_conversation(api_client, conversation_id):
+    costs = [Decimal(post_message(api_client, conversation_id, f"q{i}").json()["cost"]) for i in range(2)]
+    detail = api_client.get(f"/api/v1/conversations/{conversation_id}").json()
+    assert len(detail["messages"]) == 4
+    assert Decimal(detail["totals"]["cost"]) == sum(costs)
+    assert detail["totals"]["total_tokens"] == sum(r.total_tokens for r in UsageRecord.objects.all())
+
+
+@pytest.mark.parametrize("fault", ["rate_limit", "overloaded", "server_error", "drop", "invalid_json"])
+def test_it_fails_over_to_the_next_candidate(api_client, conversation_id, simulator, fault):
+    simulator.add_fault(provider="anthropic", fault=fault)
+    response = post_message(api_client, conversation_id)
+    assert response.status_code == 201
+    reply = response.json()
+    assert reply["model"] == "gpt-4o-mini" and reply["provider"] == "openai"
+    attempts = reply["route"]["attempts"]
+    assert [a["outcome"] for a in attempts][-1] == "ok" and attempts[0]["candidate"].startswith("anthropic:")
+    assert attempts[0]["outcome"] != "ok"
+    assert UsageRecord.objects.filter(message_id=reply["id"]).count() == 1
+
+
+def test_it_fails_over_on_a_timeout(api_client, conversation_id, simulator, settings):
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.5
+    simulator.add_fault(provider="anthropic", fault="timeout", latency_ms=5000)
+    reply = post_message(api_client, conversation_id).json()
+    assert reply["provider"] == "openai"
+    assert reply["route"]["attempts"][0]["outcome"] == "timeout"
+
+
+def test_when_every_candidate_fails_the_message_is_kept_and_the_reply_failed(api_client, conversation_id, simulator):
+    simulator.add_fault(fault="overloaded")
+    response = post_message(api_client, conversation_id, "are you there?")
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "providers_failed" and error["type"] and error["message"]
+    assert response["Retry-After"]
+    user_message = Message.objects.get(role="user")
+    assert user_message.content == "are you there?"
+    reply = user_message.reply
+    assert reply.status == "failed" and len(reply.route_decision["attempts"]) == 3
+    assert "overloaded" in reply.error_detail
+    assert not UsageRecord.objects.exists()
+
+
+def test_a_permanent_error_answers_502(api_client, conversation_id, simulator):
+    simulator.add_fault(fault="server_error")
+    simulator.add_fault(fault="bad_request")
+    assert post_message(api_client, conversation_id).status_code in (502, 503)
+
+
+def test_a_rejected_key_disables_its_credential_and_fails_over(api_client, conversation_id, simulator):
+    simulator.add_fault(provider="anthropic", fault="auth")
+    reply = post_message(api_client, conversation_id).json()
+    assert reply["provider"] == "openai"
+    credential = Credential.objects.get(provider__kind="anthropic")
+    assert credential.is_enabled is False and "authentication" in credential.last_error
+
+
+def test_idempotent_retries_return_the_first_result_and_call_the_provider_once(api_client, conversation_id, simulator):
+    first = post_message(api_client, conversation_id, "once", headers={"Idempotency-Key": "abc-123"})
+    again = post_message(api_client, conversation_id, "once", headers={"Idempotency-Key": "abc-123"})
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"] and first.json()["content"] == again.json()["content"]
+    assert len(simulator.requests()) == 1
+    assert Message.objects.filter(role="user").count() == 1 and UsageRecord.objects.count() == 1
+
+
+def test_context_is_trimmed_to_the_models_window_oldest_first(api_client, conversation_id, simulator, tenant):
+    LLMModel.objects.filter(model_id="claude-haiku-4-5").update(context_window=1200)
+    tenant.assistants.filter(is_default=True).update(instructions="SYSTEM PROMPT", default_max_tokens=100)
+    for i in range(6):
+        post_message(api_client, conversation_id, f"turn {i} " + "x" * 600)
+    body = simulator.requests()[-1]["body"]
+    assert body["system"] == "SYSTEM PROMPT"
+    contents = [m["content"] for m in body["messages"]]
+    assert contents[-1].startswith("turn 5") and not any(c.startswith("turn 0") for c in contents)
+    assert body["messages"][0]["role"] == "user"
+    assert sum(len(c) for c in contents) // 4 < 1200
+
+
+def test_feedback_is_stored_and_can_be_changed(api_client, conversation_id):
+    reply_id = post_message(api_client, conversation_id).json()["id"]
+    response = api_client.post(f"/api/v1/messages/{reply_id}/feedback", {"rating": 1, "comment": "great"}, format="json")
+    assert response.status_code == 201 and response.json()["rating"] == 1
+    api_client.post(f"/api/v1/messages/{reply_id}/feedback", {"rating": -1}, format="json")
+    assert Message.objects.get(pk=reply_id).feedback.rating == -1
+    bad = api_client.post(f"/api/v1/messages/{reply_id}/feedback", {"rating": 5}, format="json")
+    assert bad.status_code == 400 and "rating" in bad.json()["error"]["message"]

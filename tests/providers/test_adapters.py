@@ -1,0 +1,207 @@
+"""Each adapter through its real SDK against the provider simulator (loopback HTTP, no mocks)."""
+
+from decimal import Decimal
+
+import pytest
+
+from providers.adapters import get_adapter
+from providers.errors import ErrorKind, ProviderError
+from providers.types import ChatMessage, ChatRequest, FinishReason
+
+MODELS = {"anthropic": "claude-haiku-4-5", "openai": "gpt-4o-mini", "openrouter": "openai/gpt-4o-mini"}
+PROVIDERS = list(MODELS)
+
+
+def adapter(simulator, kind, key="sk-test-key"):
+    base_url = {"anthropic": simulator.anthropic_base_url, "openai": simulator.openai_base_url, "openrouter": simulator.openrouter_base_url}[kind]
+    return get_adapter(kind, api_key=key, base_url=base_url)
+
+
+def request(kind, text="hello there, how are you", **kwargs):
+    return ChatRequest(model=MODELS[kind], messages=[ChatMessage("user", text)], system="Be brief.", max_tokens=kwargs.pop("max_tokens", 100), **kwargs)
+
+
+def collect(events):
+    events = list(events)
+    assert events[-1].type == "done" and all(e.type == "delta" for e in events[:-1])
+    return "".join(e.text for e in events[:-1]), events[-1].result
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_it_returns_a_normalized_plain_reply(simulator, kind):
+    result = adapter(simulator, kind).complete(request(kind))
+    assert result.text == f"Simulated reply from {MODELS[kind]}: hello there, how are you"
+    assert result.finish_reason == FinishReason.STOP
+    assert result.usage.input_tokens > 0 and result.usage.output_tokens == len(result.text.split())
+    assert result.model == MODELS[kind]
+    assert result.request_id
+    assert result.latency_ms >= 0 and result.ttft_ms is not None
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_it_reassembles_a_streamed_reply_with_its_usage(simulator, kind):
+    plain = adapter(simulator, kind).complete(request(kind))
+    text, result = collect(adapter(simulator, kind).stream(request(kind)))
+    assert text == plain.text == result.text
+    assert result.usage == plain.usage
+    assert result.finish_reason == FinishReason.STOP
+    assert result.ttft_ms is not None and result.request_id
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_it_normalizes_a_length_finish(simulator, kind):
+    result = adapter(simulator, kind).complete(request(kind, max_tokens=3))
+    assert result.finish_reason == FinishReason.LENGTH
+    assert result.usage.output_tokens == 3
+    _, streamed = collect(adapter(simulator, kind).stream(request(kind, max_tokens=3)))
+    assert streamed.finish_reason == FinishReason.LENGTH
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_it_normalizes_a_content_filter_finish(simulator, kind):
+    simulator.add_fault(provider=kind, fault="content_filter")
+    assert adapter(simulator, kind).complete(request(kind)).finish_reason == FinishReason.CONTENT_FILTER
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_it_returns_tool_calls(simulator, kind):
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {}}}}]
+    result = adapter(simulator, kind).complete(request(kind, text="what is the weather", tools=tools))
+    assert result.finish_reason == FinishReason.TOOL_CALLS
+    assert result.tool_calls[0]["function"]["name"] == "get_weather"
+
+
+def test_it_normalizes_anthropic_cache_usage(simulator):
+    simulator.add_fault(provider="anthropic", fault="usage", usage={"input_tokens": 10, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 50, "output_tokens": 7})
+    usage = adapter(simulator, "anthropic").complete(request("anthropic")).usage
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.cache_write_tokens, usage.output_tokens) == (10, 100, 50, 7)
+    assert usage.total_input_tokens == 160
+
+
+@pytest.mark.parametrize("kind", ["openai", "openrouter"])
+def test_it_normalizes_openai_cached_and_reasoning_usage(simulator, kind):
+    simulator.add_fault(provider=kind, fault="usage", usage={
+        "prompt_tokens": 150, "completion_tokens": 30, "total_tokens": 180,
+        "prompt_tokens_details": {"cached_tokens": 100}, "completion_tokens_details": {"reasoning_tokens": 20},
+    })
+    usage = adapter(simulator, kind).complete(request(kind)).usage
+    # cached tokens are inside prompt_tokens; reasoning tokens inside completion_tokens (billed as output)
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens, usage.reasoning_tokens) == (50, 100, 30, 20)
+
+
+def test_it_keeps_openrouters_reported_cost_and_sends_attribution(simulator):
+    result = adapter(simulator, "openrouter").complete(request("openrouter"))
+    expected = Decimal(str(result.usage.input_tokens * 1e-6 + result.usage.output_tokens * 2e-6))
+    assert result.provider_cost is not None and abs(result.provider_cost - expected) < Decimal("1e-12")
+    assert result.request_id.startswith("gen-")
+    _, streamed = collect(adapter(simulator, "openrouter").stream(request("openrouter")))
+    assert streamed.provider_cost == result.provider_cost
+    headers = simulator.requests()[-1]["headers"]
+    assert headers["http-referer"] and headers["x-title"] == "AgencyHub"
+    assert headers["authorization"] == "Bearer sk-test-key"
+
+
+def test_anthropic_sends_temperature_in_the_body_and_omits_it_where_refused(simulator):
+    adapter(simulator, "anthropic").complete(request("anthropic", temperature=0.2))
+    assert simulator.requests()[-1]["body"]["temperature"] == 0.2
+    refused = ChatRequest(model="claude-opus-4-8", messages=[ChatMessage("user", "hi")], max_tokens=50, temperature=0.2, supports_temperature=False)
+    assert adapter(simulator, "anthropic").complete(refused).text
+    assert "temperature" not in simulator.requests()[-1]["body"]
+
+
+def test_openai_uses_max_completion_tokens_for_reasoning_models(simulator):
+    o_request = ChatRequest(model="o4-mini", messages=[ChatMessage("user", "hi")], max_tokens=50, temperature=0.5, supports_temperature=False)
+    result = adapter(simulator, "openai").complete(o_request)
+    body = simulator.requests()[-1]["body"]
+    assert body["max_completion_tokens"] == 50 and "max_tokens" not in body and "temperature" not in body
+    assert result.usage.reasoning_tokens > 0
+
+
+def test_sdk_retries_are_off(simulator):
+    simulator.add_fault(provider="openai", fault="server_error")
+    with pytest.raises(ProviderError):
+        adapter(simulator, "openai").complete(request("openai"))
+    assert len(simulator.requests()) == 1
+
+
+FAULTS = [
+    # fault, expected kind, retryable
+    ("rate_limit", ErrorKind.RATE_LIMITED, True),
+    ("server_error", ErrorKind.SERVER_ERROR, True),
+    ("unavailable", ErrorKind.OVERLOADED, True),
+    ("drop", ErrorKind.CONNECTION, True),
+    ("invalid_json", ErrorKind.INVALID_RESPONSE, True),
+    ("auth", ErrorKind.AUTHENTICATION, False),
+    ("permission", ErrorKind.PERMISSION, False),
+    ("bad_request", ErrorKind.BAD_REQUEST, False),
+    ("not_found", ErrorKind.NOT_FOUND, False),
+    ("context_too_long", ErrorKind.CONTEXT_TOO_LONG, False),
+    ("insufficient_quota", ErrorKind.INSUFFICIENT_QUOTA, False),
+]
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+@pytest.mark.parametrize("fault,expected,retryable", FAULTS)
+def test_it_maps_each_fault_to_a_project_error(simulator, kind, fault, expected, retryable):
+    simulator.add_fault(provider=kind, fault=fault, retry_after=7 if fault == "rate_limit" else None)
+    with pytest.raises(ProviderError) as caught:
+        adapter(simulator, kind).complete(request(kind))
+    assert caught.value.kind == expected, caught.value
+    assert caught.value.retryable is retryable
+    if fault == "rate_limit":
+        assert caught.value.retry_after == 7
+    if fault in ("auth", "permission"):
+        assert caught.value.credential_rejected
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_it_maps_overloaded(simulator, kind):
+    simulator.add_fault(provider=kind, fault="overloaded")
+    with pytest.raises(ProviderError) as caught:
+        adapter(simulator, kind).complete(request(kind))
+    assert caught.value.kind == ErrorKind.OVERLOADED and caught.value.retryable
+    if kind == "anthropic":
+        assert caught.value.status == 529
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_it_maps_a_timeout(simulator, kind, settings):
+    settings.PROVIDER_TIMEOUT_SECONDS = 0.3
+    simulator.add_fault(provider=kind, fault="timeout", latency_ms=3000)
+    with pytest.raises(ProviderError) as caught:
+        adapter(simulator, kind).complete(request(kind))
+    assert caught.value.kind == ErrorKind.TIMEOUT and caught.value.retryable
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+@pytest.mark.parametrize("fault", ["stream_cut", "stream_error"])
+def test_a_broken_stream_raises_after_the_deltas_it_delivered(simulator, kind, fault):
+    simulator.add_fault(provider=kind, fault=fault)
+    received = []
+    with pytest.raises(ProviderError) as caught:
+        for event in adapter(simulator, kind).stream(request(kind, text="one two three four five six seven eight")):
+            received.append(event)
+    assert received and all(e.type == "delta" for e in received)
+    assert caught.value.retryable
+    if fault == "stream_cut":
+        assert caught.value.kind == ErrorKind.CONNECTION
+    elif kind == "anthropic":
+        assert caught.value.kind == ErrorKind.OVERLOADED
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_a_stream_that_fails_before_the_first_byte_raises_before_any_delta(simulator, kind):
+    simulator.add_fault(provider=kind, fault="rate_limit", retry_after=2)
+    stream = adapter(simulator, kind).stream(request(kind))
+    with pytest.raises(ProviderError) as caught:
+        next(stream)
+    assert caught.value.kind == ErrorKind.RATE_LIMITED and caught.value.retry_after == 2
+
+
+def test_the_sandbox_answers_without_network():
+    sandbox = get_adapter("sandbox", api_key="", base_url="")
+    req = ChatRequest(model="sandbox-economy", messages=[ChatMessage("user", "ping")])
+    result = sandbox.complete(req)
+    text, streamed = collect(sandbox.stream(req))
+    assert "ping" in result.text and text == result.text == streamed.text
+    assert result.usage.output_tokens == len(result.text.split()) == streamed.usage.output_tokens

@@ -1,0 +1,184 @@
+"""Every condition and strategy of the planner, through plan_route (real catalogue, real credentials)."""
+
+from decimal import Decimal
+
+import pytest
+
+from django.utils import timezone
+
+from billing.models import UsageRecord
+from billing.services import tenant_local_date
+from providers.breaker import breaker
+from providers.models import Credential, LLMModel, price_for
+from providers.services import credential_set
+from routing.complexity import score
+from routing.models import ComplexityCalibration, RoutingPolicy, RoutingTarget, Strategy
+from routing.planner import NoRouteError, RoutingContext, plan_route
+from tests.routing.conftest import add_rule, model
+
+
+def first(plan) -> str:
+    return plan.candidates[0].model.model_id
+
+
+def ctx(tenant, **kwargs) -> RoutingContext:
+    return RoutingContext(tenant=tenant, text=kwargs.pop("text", "hello"), **kwargs)
+
+
+def test_the_default_target_answers_when_no_rule_fires(tenant, routed_policy):
+    plan = plan_route(ctx(tenant))
+    assert [c.model.model_id for c in plan.candidates] == ["claude-haiku-4-5", "gpt-4o-mini", "anthropic/claude-haiku-4.5"]
+    assert plan.reason == "default -> Economy chain" and plan.details["rule"] is None
+
+
+@pytest.mark.parametrize("escalate,text,fires", [(True, "hello", True), (False, "I want to TALK TO A HUMAN now", True), (False, "hello", False)])
+def test_escalation_by_flag_or_phrase(tenant, routed_policy, targets, escalate, text, fires):
+    add_rule(routed_policy, targets["premium"], name="escalation", on_escalation=True)
+    plan = plan_route(ctx(tenant, text=text, escalate=escalate))
+    assert (first(plan) == "claude-opus-4-8") is fires
+    if fires:
+        assert plan.details["rule"] == "escalation" and plan.details["escalation"]
+
+
+def test_conversation_length_by_turns_and_tokens(tenant, routed_policy, targets):
+    add_rule(routed_policy, targets["premium"], name="long", min_turns=5)
+    add_rule(routed_policy, targets["premium"], name="heavy", min_conversation_tokens=10_000)
+    assert first(plan_route(ctx(tenant, turns=4))) == "claude-haiku-4-5"
+    assert plan_route(ctx(tenant, turns=5)).details["rule"] == "long"
+    assert plan_route(ctx(tenant, conversation_tokens=10_000)).details["rule"] == "heavy"
+
+
+def test_complexity_threshold_uses_the_scorer(tenant, routed_policy, targets):
+    easy = "hi"
+    hard = ("A train leaves at 3:15 pm travelling 84 km/h; a second leaves 40 minutes later at 102 km/h. "
+            "If the distance is 396 km and both stop twice for 12 minutes, at what time does the second overtake the first? Show each step.")
+    assert score(hard) > score(easy)
+    add_rule(routed_policy, targets["premium"], name="complex", min_complexity=round((score(hard) + score(easy)) / 2, 4))
+    assert first(plan_route(ctx(tenant, text=easy))) == "claude-haiku-4-5"
+    plan = plan_route(ctx(tenant, text=hard))
+    assert first(plan) == "claude-opus-4-8" and plan.details["complexity"] == round(score(hard), 4)
+    assert plan.details["complexity_threshold"] > 0
+
+
+def test_a_premium_share_uses_the_calibrated_threshold(tenant, routed_policy, targets):
+    add_rule(routed_policy, targets["premium"], name="top 10%", premium_share_percent=10)
+    text = "Explain the difference between a list and a tuple."
+    ComplexityCalibration.objects.create(tenant=tenant, share_percent=10, threshold=score(text) + 0.01, sample_size=500)
+    assert first(plan_route(ctx(tenant, text=text))) == "claude-haiku-4-5"
+    ComplexityCalibration.objects.filter(tenant=tenant).update(threshold=score(text) - 0.01)
+    assert first(plan_route(ctx(tenant, text=text))) == "claude-opus-4-8"
+
+
+def test_keyword_regex_and_metadata(tenant, routed_policy, targets):
+    add_rule(routed_policy, targets["premium"], name="refund", pattern=r"\brefund(s|ed)?\b")
+    add_rule(routed_policy, targets["premium"], name="sales", metadata_equals={"channel": "sales"})
+    assert plan_route(ctx(tenant, text="Can I get a REFUND?")).details["rule"] == "refund"
+    assert plan_route(ctx(tenant, text="refundable?")).details["rule"] is None
+    assert plan_route(ctx(tenant, metadata={"channel": "sales"})).details["rule"] == "sales"
+    assert plan_route(ctx(tenant, metadata={"channel": "support"})).details["rule"] is None
+
+
+def test_an_invalid_regex_is_refused_with_a_message(routed_policy, targets):
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="not a valid regular expression"):
+        add_rule(routed_policy, targets["premium"], pattern="([unclosed")
+
+
+def test_conditions_combine_with_and(tenant, routed_policy, targets):
+    add_rule(routed_policy, targets["premium"], name="sales refund", pattern="refund", metadata_equals={"channel": "sales"})
+    assert plan_route(ctx(tenant, text="refund", metadata={"channel": "support"})).details["rule"] is None
+    assert plan_route(ctx(tenant, text="refund", metadata={"channel": "sales"})).details["rule"] == "sales refund"
+
+
+def test_tools_in_the_request_route_and_filter(tenant, routed_policy, targets):
+    add_rule(routed_policy, targets["premium"], name="tools", needs_tools=True)
+    LLMModel.objects.filter(model_id="claude-opus-4-8").update(capabilities=["reasoning"])  # no tools
+    plan = plan_route(ctx(tenant, needs_tools=True))
+    assert plan.details["rule"] == "tools"
+    assert [c.model.model_id for c in plan.candidates] == ["o3"]  # never sent to a model that cannot take tools
+    assert plan.details["excluded"] == {"anthropic:claude-opus-4-8": "no tools"}
+
+
+def test_a_context_longer_than_a_window_skips_that_model(tenant, routed_policy):
+    LLMModel.objects.filter(model_id="claude-haiku-4-5").update(context_window=8_000)
+    assert first(plan_route(ctx(tenant, prompt_tokens=50_000, required_tokens=2_000))) == "claude-haiku-4-5"  # history trims
+    plan = plan_route(ctx(tenant, prompt_tokens=50_000, required_tokens=50_000, max_output_tokens=1_000))
+    assert first(plan) == "gpt-4o-mini"
+    assert "context window" in plan.details["excluded"]["anthropic:claude-haiku-4-5"]
+
+
+def test_when_no_model_of_the_target_fits_it_widens_to_one_that_does(tenant, routed_policy):
+    plan = plan_route(ctx(tenant, prompt_tokens=700_000, required_tokens=700_000, max_output_tokens=1_000))
+    assert plan.candidates and all(c.model.context_window >= 701_000 for c in plan.candidates)
+    assert "widened" in plan.reason
+
+
+def test_a_rule_on_prompt_length(tenant, routed_policy, targets):
+    add_rule(routed_policy, targets["premium"], name="long prompt", min_prompt_tokens=20_000)
+    assert plan_route(ctx(tenant, prompt_tokens=25_000)).details["rule"] == "long prompt"
+
+
+def test_budget_state_prefers_the_economy_tier(tenant, routed_policy, targets):
+    economy_tier = RoutingTarget.objects.create(name="Economy tier", tier="economy")
+    routed_policy.default_target = targets["premium"]
+    routed_policy.save()
+    add_rule(routed_policy, economy_tier, name="budget saver", budget_used_percent=80)
+    tenant.daily_token_budget = 1000
+    tenant.save()
+    assert plan_route(ctx(tenant)).details["rule"] is None
+    haiku = model("anthropic", "claude-haiku-4-5")
+    UsageRecord.objects.create(tenant=tenant, provider_kind="anthropic", model=haiku, model_name=haiku.model_id,
+                               ownership="agency", input_tokens=500, output_tokens=350, price=price_for(haiku), cost=Decimal("0.001"),
+                               local_date=tenant_local_date(tenant, timezone.now()))
+    plan = plan_route(ctx(tenant))
+    assert plan.details["rule"] == "budget saver" and plan.details["budget_used_percent"] == 85.0
+    assert all(c.model.tier == "economy" for c in plan.candidates)
+
+
+def test_cheapest_strategy_orders_by_price(tenant, routed_policy, targets):
+    target = targets["economy"]
+    target.strategy = Strategy.CHEAPEST
+    target.save()
+    plan = plan_route(ctx(tenant))
+    prices = [price_for(c.model).input_per_mtok + price_for(c.model).output_per_mtok for c in plan.candidates]
+    assert prices == sorted(prices) and first(plan) == "gpt-4o-mini"
+
+
+def test_fastest_strategy_orders_by_recent_latency(tenant, routed_policy, targets):
+    target = targets["economy"]
+    target.strategy = Strategy.FASTEST
+    target.save()
+    cb = breaker()
+    credential = {c.provider.kind: c for c in Credential.objects.select_related("provider")}
+    for kind, model_id, latency in (("anthropic", "claude-haiku-4-5", 900), ("openai", "gpt-4o-mini", 300), ("openrouter", "anthropic/claude-haiku-4.5", 120)):
+        cb.reset(credential[kind].pk, model(kind, model_id).pk)
+        cb.record_success(credential[kind].pk, model(kind, model_id).pk, latency)
+    plan = plan_route(ctx(tenant))
+    assert [c.model.model_id for c in plan.candidates] == ["anthropic/claude-haiku-4.5", "gpt-4o-mini", "claude-haiku-4-5"]
+
+
+def test_byok_credentials_come_first_and_agency_fallback_can_be_forbidden(tenant, routed_policy):
+    own = credential_set(kind="anthropic", key="sk-tenant-own", label="own", tenant=tenant)
+    plan = plan_route(ctx(tenant))
+    assert plan.candidates[0].credential == own and plan.candidates[1].credential.tenant is None
+    routed_policy.allow_agency_fallback = False
+    routed_policy.save()
+    anthropic = [c for c in plan_route(ctx(tenant)).candidates if c.model.provider.kind == "anthropic"]
+    assert [c.credential for c in anthropic] == [own]
+
+
+def test_an_assistant_override_policy_wins(tenant, routed_policy, targets):
+    override = RoutingPolicy.objects.create(name="VIP", default_target=targets["premium"])
+    assert first(plan_route(ctx(tenant, policy=override))) == "claude-opus-4-8"
+
+
+def test_the_agency_default_is_inherited(tenant, targets):
+    RoutingPolicy.objects.create(name="Agency", is_agency_default=True, default_target=targets["premium"])
+    assert first(plan_route(ctx(tenant))) == "claude-opus-4-8"
+
+
+def test_no_usable_credential_is_a_clear_error(tenant, routed_policy):
+    Credential.objects.update(is_enabled=False)
+    with pytest.raises(NoRouteError, match="no enabled model"):
+        plan_route(ctx(tenant))
