@@ -1,0 +1,221 @@
+"""Monthly invoices, built from the DailyUsage roll-ups (themselves rebuilt from the ledger first).
+
+- A month is the calendar month in the tenant's time zone: DailyUsage.day is already tenant-local.
+- One line per section (agency usage / BYOK) x provider x model. Usage lines charge provider cost plus the
+  tenant's markup; BYOK lines show usage the client paid its provider for, and charge only the platform fee.
+  Each line amount is rounded half-up to the cent; totals are sums of line amounts.
+- Drafts are rebuilt freely; issuing assigns the next number of a gapless yearly series (AH-2026-000123) and
+  freezes the invoice. Corrections are credit notes: negative copies of the lines, numbered in the same series,
+  which void the original so that a corrected invoice can be generated and issued for the month.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing.models import (
+    DailyUsage,
+    Invoice,
+    InvoiceImmutableError,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceSection,
+    InvoiceSequence,
+    InvoiceStatus,
+    KeyOwnership,
+)
+from billing.rollup import rollup_usage
+from tenants.models import Tenant
+
+CENT = Decimal("0.01")
+NUMBER_PREFIX = "AH"
+SUM_FIELDS = ("calls", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "provider_cost")
+
+Progress = Callable[[int, int, Invoice], None]
+
+
+class InvoiceError(Exception):
+    """A request the invoice rules refuse (issuing a void invoice, crediting a draft...)."""
+
+
+def month_bounds(month: date) -> tuple[date, date]:
+    """First and last day of the month that contains `month`."""
+    start = month.replace(day=1)
+    end = (start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    return start, end
+
+
+def to_cents(amount: Decimal) -> Decimal:
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class _LineData:
+    section: str
+    provider_kind: str
+    model_id: int
+    model_name: str
+    sums: dict[str, int | Decimal]
+
+
+def _month_lines(start: date, end: date, tenant_ids: Iterable[int] | None = None) -> dict[int, list[_LineData]]:
+    """The month's roll-ups summed per tenant x ownership x provider x model: one GROUP BY query for all tenants."""
+    rows = DailyUsage.objects.filter(day__gte=start, day__lte=end)
+    if tenant_ids is not None:
+        rows = rows.filter(tenant_id__in=list(tenant_ids))
+    rows = (
+        rows.values("tenant_id", "ownership", "provider_kind", "model_id", "model__display_name")
+        .annotate(**{field: Sum(field) for field in SUM_FIELDS})
+        .order_by("tenant_id", "ownership", "provider_kind", "model__display_name")
+    )
+    lines: dict[int, list[_LineData]] = {}
+    for row in rows:
+        section = InvoiceSection.BYOK if row["ownership"] == KeyOwnership.BYOK else InvoiceSection.USAGE
+        lines.setdefault(row["tenant_id"], []).append(_LineData(
+            section=section, provider_kind=row["provider_kind"], model_id=row["model_id"],
+            model_name=row["model__display_name"], sums={field: row[field] for field in SUM_FIELDS},
+        ))
+    return lines
+
+
+def _line_amount(section: str, provider_cost: Decimal, percent: Decimal) -> Decimal:
+    if section == InvoiceSection.BYOK:
+        return to_cents(provider_cost * percent / 100)
+    return to_cents(provider_cost * (1 + percent / 100))
+
+
+@transaction.atomic
+def _invoice_build(tenant: Tenant, start: date, end: date, lines: list[_LineData]) -> Invoice:
+    # Serialise builders of this tenant's invoices. NO KEY UPDATE does not block the ledger's inserts, whose
+    # foreign key check only takes KEY SHARE on the tenant row.
+    tenant = Tenant.objects.select_for_update(no_key=True).get(pk=tenant.pk)
+    invoice = (
+        Invoice.objects.filter(tenant=tenant, kind=InvoiceKind.INVOICE, period_start=start)
+        .exclude(status=InvoiceStatus.VOID).first()
+    )
+    if invoice is not None and invoice.status == InvoiceStatus.ISSUED:
+        return invoice
+    if invoice is None:
+        invoice = Invoice(tenant=tenant, kind=InvoiceKind.INVOICE, period_start=start, period_end=end)
+    else:
+        invoice.lines.all().delete()
+
+    new_lines = []
+    for line in lines:
+        percent = tenant.byok_fee_percent if line.section == InvoiceSection.BYOK else tenant.markup_percent
+        provider_cost = line.sums["provider_cost"] or Decimal("0")
+        new_lines.append(InvoiceLine(
+            section=line.section, provider_kind=line.provider_kind, model_id=line.model_id, model_name=line.model_name,
+            markup_percent=percent, amount=_line_amount(line.section, provider_cost, percent),
+            **{**line.sums, "provider_cost": provider_cost},
+        ))
+    invoice.provider_cost = sum((line.provider_cost for line in new_lines), Decimal("0"))
+    invoice.subtotal = sum((line.amount for line in new_lines), Decimal("0"))
+    invoice.total = invoice.subtotal
+    invoice.generated_at = timezone.now()
+    invoice.save()
+    for line in new_lines:
+        line.invoice = invoice
+    InvoiceLine.objects.bulk_create(new_lines)
+    return invoice
+
+
+def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
+    """Build (or rebuild) the tenant's draft invoice for the month from fresh roll-ups. An issued invoice for
+    that month is returned untouched. The month's roll-ups are rebuilt first, so late ledger rows count."""
+    start, end = month_bounds(month)
+    rollup_usage(start=start, end=end)
+    return _invoice_build(tenant, start, end, _month_lines(start, end, [tenant.pk]).get(tenant.pk, []))
+
+
+def invoices_generate(*, month: date, tenant: Tenant | None = None, progress: Progress | None = None) -> list[Invoice]:
+    """Draft invoices for every tenant with usage in the month (or just `tenant`), after one roll-up of the month.
+
+    Tenants deactivated since are included: they still owe the month's usage. Each tenant is built in its own
+    transaction, so a failure leaves the others done and a rerun picks up where it stopped."""
+    start, end = month_bounds(month)
+    rollup_usage(start=start, end=end)
+    lines = _month_lines(start, end, [tenant.pk] if tenant else None)
+    if tenant is not None:
+        tenants = [tenant]
+    else:
+        tenants = list(Tenant.objects.filter(pk__in=lines.keys()).order_by("slug"))
+    invoices = []
+    for index, each in enumerate(tenants, start=1):
+        invoice = _invoice_build(each, start, end, lines.get(each.pk, []))
+        invoices.append(invoice)
+        if progress:
+            progress(index, len(tenants), invoice)
+    return invoices
+
+
+def _next_number(year: int) -> str:
+    sequence, _ = InvoiceSequence.objects.select_for_update().get_or_create(year=year)
+    sequence.last_number += 1
+    sequence.save(update_fields=["last_number"])
+    return f"{NUMBER_PREFIX}-{year}-{sequence.last_number:06d}"
+
+
+@transaction.atomic
+def invoice_issue(*, invoice: Invoice) -> Invoice:
+    """Give the draft the next number and freeze it. Issuing an issued invoice returns it unchanged.
+
+    The number comes from a row-locked counter in this transaction: issuers queue on it for a moment, and a
+    rolled-back issue gives its number back, so issued numbers have no gaps."""
+    invoice = Invoice.objects.select_for_update().select_related("tenant").get(pk=invoice.pk)
+    if invoice.status == InvoiceStatus.ISSUED:
+        return invoice
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise InvoiceError(f"{invoice} is {invoice.status} and cannot be issued")
+    now = timezone.now()
+    invoice.number = _next_number(timezone.localdate(now).year)
+    invoice.status = InvoiceStatus.ISSUED
+    invoice.issued_at = now
+    invoice.save(update_fields=["number", "status", "issued_at"])
+    return invoice
+
+
+@transaction.atomic
+def credit_note_create(*, invoice: Invoice, reason: str) -> Invoice:
+    """Cancel an issued invoice with an issued credit note (its lines negated) and mark the invoice void.
+
+    The month can then be generated again (a new draft, with a new number once issued)."""
+    if not reason.strip():
+        raise InvoiceError("a credit note needs a reason")
+    invoice = Invoice.objects.select_for_update().select_related("tenant").get(pk=invoice.pk)
+    if invoice.kind != InvoiceKind.INVOICE:
+        raise InvoiceError("only invoices can be credited")
+    if invoice.status != InvoiceStatus.ISSUED:
+        raise InvoiceError(f"{invoice} is {invoice.status}: only issued invoices are credited (edit or regenerate a draft)")
+    note = Invoice.objects.create(
+        tenant=invoice.tenant, kind=InvoiceKind.CREDIT_NOTE, corrects=invoice, period_start=invoice.period_start,
+        period_end=invoice.period_end, currency=invoice.currency, provider_cost=-invoice.provider_cost,
+        subtotal=-invoice.subtotal, total=-invoice.total, reason=reason.strip(),
+    )
+    InvoiceLine.objects.bulk_create([
+        InvoiceLine(
+            invoice=note, section=line.section, provider_kind=line.provider_kind, model_id=line.model_id,
+            model_name=line.model_name, calls=-line.calls, input_tokens=-line.input_tokens,
+            output_tokens=-line.output_tokens, cached_input_tokens=-line.cached_input_tokens,
+            cache_write_tokens=-line.cache_write_tokens, reasoning_tokens=-line.reasoning_tokens,
+            provider_cost=-line.provider_cost, markup_percent=line.markup_percent, amount=-line.amount,
+        )
+        for line in invoice.lines.all()
+    ])
+    note = invoice_issue(invoice=note)
+    invoice.status = InvoiceStatus.VOID
+    invoice.save(update_fields=["status"])
+    return note
+
+
+def invoice_for_download(*, pk: int) -> Invoice:
+    """The invoice with what rendering needs (tenant, lines, the invoice a credit note corrects)."""
+    return Invoice.objects.select_related("tenant", "corrects").prefetch_related("lines").get(pk=pk)
+

@@ -1,0 +1,62 @@
+import json
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from billing.invoicing import invoice_issue, invoices_generate
+from billing.models import Invoice, InvoiceStatus
+from tenants.models import Tenant
+
+
+class Command(BaseCommand):
+    help = (
+        "Roll up a month's ledger and build (or refresh) each tenant's draft invoice; --issue numbers and freezes them. "
+        "Issued invoices are left alone. Progress on stderr, a JSON summary on stdout."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--month", help="YYYY-MM (default: the previous month)")
+        parser.add_argument("--tenant", metavar="SLUG", help="only this tenant")
+        parser.add_argument("--issue", action="store_true", help="issue the drafts (gapless numbers; irreversible)")
+
+    def handle(self, *args, month: str | None, tenant: str | None, issue: bool, **options):
+        if month:
+            try:
+                first = date.fromisoformat(f"{month}-01")
+            except ValueError as exc:
+                raise CommandError(f"--month is YYYY-MM: {exc}") from exc
+        else:
+            first = (timezone.localdate().replace(day=1) - timedelta(days=1)).replace(day=1)
+        only = None
+        if tenant:
+            only = Tenant.objects.filter(slug=tenant).first()
+            if only is None:
+                raise CommandError(f"no tenant {tenant!r}")
+
+        self.stderr.style_func = None  # progress, not errors: no red
+        started = time.perf_counter()
+
+        def progress(done: int, total: int, invoice: Invoice) -> None:
+            self.stderr.write(f"[{done}/{total}] {invoice.tenant.slug}: {invoice.total} {invoice.currency} ({invoice.status})")
+
+        invoices = invoices_generate(month=first, tenant=only, progress=progress)
+        if issue:
+            invoices = [invoice_issue(invoice=i) if i.status == InvoiceStatus.DRAFT else i for i in invoices]
+            self.stderr.write(f"issued {len(invoices)} invoice(s)")
+
+        totals: dict[str, Decimal] = {}
+        for invoice in invoices:
+            totals[invoice.currency] = totals.get(invoice.currency, Decimal("0")) + invoice.total
+        self.stdout.write(json.dumps({
+            "month": first.strftime("%Y-%m"),
+            "count": len(invoices),
+            "totals": {currency: str(amount) for currency, amount in totals.items()},
+            "seconds": round(time.perf_counter() - started, 3),
+            "invoices": [
+                {"id": i.pk, "tenant": i.tenant.slug, "number": i.number, "status": i.status, "total": str(i.total), "currency": i.currency}
+                for i in invoices
+            ],
+        }))

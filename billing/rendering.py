@@ -1,0 +1,66 @@
+"""An invoice as a PDF (HTML template rendered by WeasyPrint) and as CSV (one row per line, then the total)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from decimal import Decimal
+
+from django.template.loader import render_to_string
+
+from billing.models import Invoice, InvoiceLine, InvoiceSection
+
+# fontTools logs every glyph subset at INFO: one PDF would flood the logs.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
+
+CSV_COLUMNS = [
+    "invoice_number", "kind", "status", "tenant", "period_start", "period_end", "section", "provider", "model",
+    "calls", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+    "provider_cost", "markup_percent", "amount", "currency",
+]
+
+
+def _section_summary(lines: list[InvoiceLine]) -> dict:
+    return {
+        "lines": lines,
+        "provider_cost": sum((line.provider_cost for line in lines), Decimal("0")),
+        "amount": sum((line.amount for line in lines), Decimal("0")),
+    }
+
+
+def invoice_context(invoice: Invoice) -> dict:
+    lines = list(invoice.lines.all())
+    return {
+        "invoice": invoice,
+        "tenant": invoice.tenant,
+        "usage": _section_summary([line for line in lines if line.section == InvoiceSection.USAGE]),
+        "byok": _section_summary([line for line in lines if line.section == InvoiceSection.BYOK]),
+    }
+
+
+def invoice_html(invoice: Invoice) -> str:
+    return render_to_string("billing/invoice.html", invoice_context(invoice))
+
+
+def invoice_pdf(invoice: Invoice) -> bytes:
+    # Imported here: WeasyPrint loads Pango through cffi at import, which only PDF rendering needs.
+    from weasyprint import HTML
+
+    return HTML(string=invoice_html(invoice)).write_pdf()
+
+
+def invoice_csv(invoice: Invoice) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    head = [invoice.number or "", invoice.kind, invoice.status, invoice.tenant.slug,
+            invoice.period_start.isoformat(), invoice.period_end.isoformat()]
+    for line in invoice.lines.all():
+        writer.writerow(head + [
+            line.section, line.provider_kind, line.model_name, line.calls, line.input_tokens, line.output_tokens,
+            line.cached_input_tokens, line.cache_write_tokens, line.reasoning_tokens, line.provider_cost,
+            line.markup_percent, line.amount, invoice.currency,
+        ])
+    writer.writerow(head + ["total", "", "", "", "", "", "", "", "", invoice.provider_cost, "", invoice.total, invoice.currency])
+    return out.getvalue()
