@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/agencyhub)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/14)
 
-.PHONY: run test venv migrate seed simulator bench lint clean
+.PHONY: run test venv migrate seed simulator bench bench-billing lint clean
 
 venv: $(BIN)/.installed
 
@@ -40,3 +40,7 @@ clean:
 # on loopback; needs PostgreSQL and Redis running. Figures and method: bench/README.md. BENCH_ARGS="--scale 0.3"
 bench: venv
 	$(BIN)/python bench/chat_overhead.py $(BENCH_ARGS)
+
+# Roll-up of 1 million ledger rows and invoices for 1,000 tenants, in a database of its own (needs PostgreSQL).
+bench-billing: venv
+	$(BIN)/python bench/billing_bench.py $(BENCH_ARGS)

@@ -121,6 +121,16 @@ CELERY_BEAT_SCHEDULE = {
     "probe-providers": {"task": "providers.probe_providers", "schedule": 60.0, "options": {"expires": 55}},
     "calibrate-complexity": {"task": "conversations.tasks.calibrate_complexity", "schedule": crontab(minute=17)},
     "purge-expired-content": {"task": "conversations.tasks.purge_expired", "schedule": crontab(hour=3, minute=30)},
+    # Times are UTC. Tenant-local days end up to 12 h after UTC midnight (UTC-12) and start up to 14 h before it:
+    # the nightly roll-up redoes the last two UTC days, so every tenant's yesterday is complete by its second run;
+    # invoices are drafted at 14:00 UTC on the 1st, once the previous month has ended in every time zone.
+    "billing-rollup-yesterday": {
+        "task": "billing.rollup_yesterday", "schedule": crontab(hour=0, minute=40), "options": {"expires": 6 * 3600},
+    },
+    "billing-monthly-invoices": {
+        "task": "billing.generate_monthly_invoices", "schedule": crontab(day_of_month=1, hour=14, minute=0),
+        "options": {"expires": 12 * 3600},
+    },
 }
 ATTEMPT_LOG_RETENTION_DAYS = env.int("ATTEMPT_LOG_RETENTION_DAYS", default=30)
 

@@ -8,6 +8,7 @@ from conversations.api import openai_compat
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("conversations.api.urls")),
+    path("billing/", include("billing.urls")),
     path("v1/chat/completions", openai_compat.ChatCompletions.as_view(), name="chat-completions"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -13,6 +13,7 @@ from billing.models import Invoice, InvoiceLine, InvoiceSection
 
 # fontTools logs every glyph subset at INFO: one PDF would flood the logs.
 logging.getLogger("fontTools").setLevel(logging.WARNING)
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
 CSV_COLUMNS = [
     "invoice_number", "kind", "status", "tenant", "period_start", "period_end", "section", "provider", "model",

@@ -15,21 +15,31 @@ from django.utils import timezone
 from billing.models import DailyUsage, UsageRecord
 from tenants.models import Tenant
 
+# The ledger is aggregated first, then joined to the tenants (one markup lookup per group, not per row).
 # Billed amount: agency keys pay provider cost + markup; BYOK pays only the platform fee on list cost.
 ROLLUP_SQL = """
 INSERT INTO {daily} (tenant_id, day, provider_kind, model_id, ownership, calls,
                      input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens,
                      provider_cost, billed_amount, computed_at)
-SELECT u.tenant_id, u.local_date, u.provider_kind, u.model_id, u.ownership, COUNT(*),
-       SUM(u.input_tokens), SUM(u.output_tokens), SUM(u.cached_input_tokens), SUM(u.cache_write_tokens), SUM(u.reasoning_tokens),
-       SUM(u.cost),
-       CAST(SUM(u.cost) * CASE WHEN u.ownership = 'agency' THEN 1 + t.markup_percent / 100 ELSE t.byok_fee_percent / 100 END
+SELECT g.tenant_id, g.local_date, g.provider_kind, g.model_id, g.ownership, g.calls,
+       g.input_tokens, g.output_tokens, g.cached_input_tokens, g.cache_write_tokens, g.reasoning_tokens,
+       g.cost,
+       CAST(g.cost * CASE WHEN g.ownership = 'agency' THEN 1 + t.markup_percent / 100 ELSE t.byok_fee_percent / 100 END
             AS DECIMAL(18, 8)),
        %s
-FROM {ledger} u JOIN {tenant} t ON t.id = u.tenant_id
-WHERE u.local_date >= %s AND u.local_date <= %s
-GROUP BY u.tenant_id, u.local_date, u.provider_kind, u.model_id, u.ownership, t.markup_percent, t.byok_fee_percent
+FROM (
+    SELECT u.tenant_id, u.local_date, u.provider_kind, u.model_id, u.ownership, COUNT(*) AS calls,
+           SUM(u.input_tokens) AS input_tokens, SUM(u.output_tokens) AS output_tokens,
+           SUM(u.cached_input_tokens) AS cached_input_tokens, SUM(u.cache_write_tokens) AS cache_write_tokens,
+           SUM(u.reasoning_tokens) AS reasoning_tokens, SUM(u.cost) AS cost
+    FROM {ledger} u
+    WHERE u.local_date >= %s AND u.local_date <= %s
+    GROUP BY u.tenant_id, u.local_date, u.provider_kind, u.model_id, u.ownership
+) g JOIN {tenant} t ON t.id = g.tenant_id
 """
+# Enough memory for the month's groups to be hashed in one pass (PostgreSQL's default, 4 MB, makes it sort a
+# month's ledger instead). Local to the roll-up's transaction.
+ROLLUP_WORK_MEM = "256MB"
 
 
 def rollup_usage(*, start: date, end: date | None = None) -> int:
@@ -39,5 +49,7 @@ def rollup_usage(*, start: date, end: date | None = None) -> int:
     with transaction.atomic():
         DailyUsage.objects.filter(day__gte=start, day__lte=end).delete()
         with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(f"SET LOCAL work_mem = '{ROLLUP_WORK_MEM}'")
             cursor.execute(sql, [timezone.now(), start, end])
             return cursor.rowcount

@@ -45,8 +45,27 @@ class CredentialAdmin(admin.ModelAdmin):
         return f"BYOK: {obj.tenant}" if obj.tenant_id else "agency"
 
 
+class ModelPriceFormSet(forms.BaseInlineFormSet):
+    """An enabled model must have a price: a call to it is never billed as zero. `self.instance` is the model as
+    submitted (the admin builds the inlines on the unsaved object), so enabling and pricing can be one save."""
+
+    def clean(self):
+        super().clean()
+        if not self.instance.is_enabled:
+            return
+        new_prices = [form for form in self.forms if form.has_changed() and not self.can_delete_form(form)]
+        if not new_prices and not (self.instance.pk and self.instance.prices.exists()):
+            raise forms.ValidationError(
+                "This model has no price: add one before enabling it (calls to it could not be billed)."
+            )
+
+    def can_delete_form(self, form) -> bool:
+        return bool(self.can_delete and form.cleaned_data.get("DELETE"))
+
+
 class ModelPriceInline(admin.TabularInline):
     model = ModelPrice
+    formset = ModelPriceFormSet
     extra = 0
     fields = ("valid_from", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok", "tiers", "source")
 

@@ -10,11 +10,9 @@ from django.contrib.auth.models import Group, Permission, User
 from django.core.management import call_command
 from django.db import connection, transaction
 from django.db.models import Sum
-from django.urls import include, path
 from django.utils import timezone
 from pypdf import PdfReader
 
-from agencyhub import urls as root_urls
 from billing.invoicing import InvoiceError, credit_note_create, invoice_generate, invoice_issue, invoices_generate
 from billing.models import (
     DailyUsage,
@@ -35,12 +33,7 @@ from providers.services import credential_set
 from providers.types import ChatResult, FinishReason, Usage
 from tenants.services import api_key_issue, tenant_create
 
-# The project mounts billing.urls at /billing/; routed here too until it does, so these tests run either way.
-urlpatterns = list(root_urls.urlpatterns)
-if not any(str(getattr(p, "pattern", "")) == "billing/" for p in urlpatterns):
-    urlpatterns.append(path("billing/", include("billing.urls")))
-
-pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
+pytestmark = pytest.mark.django_db
 
 CATALOG_AT = datetime(2026, 10, 1, tzinfo=UTC)
 NOVEMBER = date(2026, 11, 1)
