@@ -52,6 +52,7 @@ class Posted:
     user_message: Message
     reply: Message
     replayed: bool = False
+    claimed: bool = False  # the reply was created already running, owned by this request (see message_post)
 
 
 class ReplyFailed(Exception):
@@ -82,8 +83,14 @@ def message_post(
     escalate: bool = False,
     metadata: dict | None = None,
     idempotency_key: str = "",
+    claim: bool = False,
 ) -> Posted:
-    """Store the user message and its (queued) reply. With an Idempotency-Key seen before, return the first pair."""
+    """Store the user message and its (queued) reply. With an Idempotency-Key seen before, return the first pair.
+
+    `claim=True` (a sync or stream request that generates the reply itself, right away) creates the reply
+    already running, leased to this request, in the same transaction: no separate claim to commit. Pass the
+    returned Posted.claimed to reply_generate / reply_stream."""
+    claim = claim and mode != "async"
     if idempotency_key:
         replay = _replay(tenant, idempotency_key)
         if replay:
@@ -95,8 +102,8 @@ def message_post(
                 escalate=escalate, metadata=metadata or {}, idempotency_key=idempotency_key,
             )
             reply = Message.objects.create(
-                tenant=tenant, conversation=conversation, role=MessageRole.ASSISTANT, status=MessageStatus.QUEUED,
-                reply_to=user_message, mode=mode,
+                tenant=tenant, conversation=conversation, role=MessageRole.ASSISTANT, reply_to=user_message, mode=mode,
+                status=MessageStatus.RUNNING if claim else MessageStatus.QUEUED, started_at=timezone.now() if claim else None,
             )
             Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
             if mode == "async":
@@ -109,7 +116,7 @@ def message_post(
         if replay is None:
             raise
         return replay
-    return Posted(user_message=user_message, reply=reply)
+    return Posted(user_message=user_message, reply=reply, claimed=claim)
 
 
 def _replay(tenant: Tenant, idempotency_key: str) -> Posted | None:
@@ -246,41 +253,49 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     candidate = execution.candidate
     usage = result.usage
     with transaction.atomic():
-        locked = Message.objects.select_for_update().get(pk=reply.pk)
-        if locked.status == MessageStatus.COMPLETED:
-            return locked  # finished by another claimant; never bill twice
+        # Lock the row; only its status matters (the rest of `reply` was loaded by this claimant).
+        stored_status = Message.objects.select_for_update().filter(pk=reply.pk).values_list("status", flat=True).get()
+        if stored_status == MessageStatus.COMPLETED:
+            return _load(reply.pk)  # finished by another claimant; never bill twice
         record = usage_record_append(
             tenant=reply.tenant, model=candidate.model, credential=candidate.credential, result=result,
             conversation_id=reply.conversation_id, message_id=reply.pk,
         )
-        locked.status = MessageStatus.COMPLETED
-        locked.content = result.text
-        locked.model = candidate.model
-        locked.provider_kind = candidate.model.provider.kind
-        locked.model_name = result.model or candidate.model.model_id
-        locked.finish_reason = result.finish_reason.value
-        locked.input_tokens = usage.input_tokens
-        locked.output_tokens = usage.output_tokens
-        locked.cached_input_tokens = usage.cached_input_tokens
-        locked.cache_write_tokens = usage.cache_write_tokens
-        locked.reasoning_tokens = usage.reasoning_tokens
-        locked.cost = record.cost
-        locked.latency_ms = result.latency_ms
-        locked.ttft_ms = result.ttft_ms
-        locked.route_reason = plan.reason
-        locked.complexity_score = plan.details.get("complexity")
-        locked.route_decision = {**_decision(plan, execution.attempts), "tool_calls": result.tool_calls}
-        locked.error_code = ""
-        locked.error_detail = ""
-        locked.completed_at = timezone.now()
-        locked.save()
+        reply.status = MessageStatus.COMPLETED
+        reply.content = result.text
+        reply.model = candidate.model
+        reply.provider_kind = candidate.model.provider.kind
+        reply.model_name = result.model or candidate.model.model_id
+        reply.finish_reason = result.finish_reason.value
+        reply.input_tokens = usage.input_tokens
+        reply.output_tokens = usage.output_tokens
+        reply.cached_input_tokens = usage.cached_input_tokens
+        reply.cache_write_tokens = usage.cache_write_tokens
+        reply.reasoning_tokens = usage.reasoning_tokens
+        reply.cost = record.cost
+        reply.latency_ms = result.latency_ms
+        reply.ttft_ms = result.ttft_ms
+        reply.route_reason = plan.reason
+        reply.complexity_score = plan.details.get("complexity")
+        reply.route_decision = {**_decision(plan, execution.attempts), "tool_calls": result.tool_calls}
+        reply.error_code = ""
+        reply.error_detail = ""
+        reply.completed_at = timezone.now()
+        reply.save(update_fields=COMPLETED_FIELDS)
         Conversation.objects.filter(pk=reply.conversation_id).update(
             input_tokens=F("input_tokens") + usage.total_input_tokens,
             output_tokens=F("output_tokens") + usage.output_tokens,
             cost=F("cost") + record.cost,
             updated_at=timezone.now(),
         )
-    return locked
+    return reply
+
+
+COMPLETED_FIELDS = [
+    "status", "content", "model", "provider_kind", "model_name", "finish_reason", "input_tokens", "output_tokens",
+    "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "route_reason",
+    "complexity_score", "route_decision", "error_code", "error_detail", "completed_at",
+]
 
 
 def _settle(reply: Message, plan: Plan, execution: Execution, reservation: Reservation) -> Message:
@@ -334,11 +349,21 @@ def _all_failed(reply: Message, plan: Plan, failure: AllCandidatesFailed, reserv
                        retry_after=failure.retry_after)
 
 
-def reply_generate(*, reply_id, overrides: Overrides | None = None) -> Message:
-    """Produce a reply (sync and async modes). Returns the stored reply; raises ReplyFailed if it failed."""
-    if not _claim(reply_id):
+def _claimed_reply(reply_id, claimed: Message | None) -> Message | None:
+    """The reply to generate, loaded, if this caller owns it: `claimed` (created running by message_post in this
+    request) or claimed now. None if it is done or in progress elsewhere."""
+    if claimed is not None:
+        return claimed
+    return _load(reply_id) if _claim(reply_id) else None
+
+
+def reply_generate(*, reply_id, overrides: Overrides | None = None, claimed: Message | None = None) -> Message:
+    """Produce a reply (sync and async modes). Returns the stored reply; raises ReplyFailed if it failed.
+
+    `claimed`: the reply as returned by message_post(claim=True), already owned by this request."""
+    reply = _claimed_reply(reply_id, claimed)
+    if reply is None:
         return _load(reply_id)  # done, or in progress elsewhere
-    reply = _load(reply_id)
     prompt = _prompt(reply, overrides)
     ctx = _routing_context(reply, prompt, overrides)
     plan, reservation = _admit(reply, ctx, _plan_or_fail(reply, ctx), prompt)
@@ -364,17 +389,17 @@ class StreamChunk:
     error: ReplyFailed | None = None
 
 
-def reply_stream(*, reply_id, overrides: Overrides | None = None) -> Iterator[StreamChunk]:
+def reply_stream(*, reply_id, overrides: Overrides | None = None, claimed: Message | None = None) -> Iterator[StreamChunk]:
     """Stream a reply. Yields `start` before the first delta, then deltas, then `done` or `error`.
 
     If the consumer goes away (client disconnect closes this generator), the provider stream is still read
     to the end and the reply stored complete.
     """
-    if not _claim(reply_id):
+    reply = _claimed_reply(reply_id, claimed)
+    if reply is None:
         existing = _load(reply_id)
         yield StreamChunk(kind="done", reply=existing, text=existing.content)
         return
-    reply = _load(reply_id)
     prompt = _prompt(reply, overrides)
     ctx = _routing_context(reply, prompt, overrides)
     try:

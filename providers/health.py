@@ -29,8 +29,16 @@ REQUEST_ERRORS = frozenset({ErrorKind.BAD_REQUEST.value, ErrorKind.CONTEXT_TOO_L
 
 # --------------------------------------------------------------------------------------------- credentials
 
+# last_used_at is a hint for staff (like an API key's): written at most this often per credential, so a busy
+# credential does not cost a committed UPDATE per call.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
 def credential_record_success(*, credential: Credential) -> None:
-    Credential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
+    now = timezone.now()
+    if credential.last_used_at is None or now - credential.last_used_at > LAST_USED_RESOLUTION:
+        Credential.objects.filter(pk=credential.pk).update(last_used_at=now)
+        credential.last_used_at = now
 
 
 def credential_record_failure(*, credential: Credential, error: ProviderError) -> bool:

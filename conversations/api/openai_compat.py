@@ -162,15 +162,16 @@ class ChatCompletions(APIView):
     )
     def post(self, request: Request):
         overrides, stream, include_usage, last_text = parse_request(request.data)
-        conversation = _conversation_for(request, request.data.get("user") or "")
-        posted = message_post(
-            tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
-        )
+        with transaction.atomic():  # a new conversation and the message pair: one commit
+            conversation = _conversation_for(request, request.data.get("user") or "")
+            posted = message_post(
+                tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",
+                idempotency_key=request.headers.get("Idempotency-Key", "")[:255], claim=True,
+            )
         if stream and not posted.replayed:
             return self._stream(posted, overrides, include_usage)
         try:
-            reply = reply_generate(reply_id=posted.reply.pk, overrides=overrides)
+            reply = reply_generate(reply_id=posted.reply.pk, overrides=overrides, claimed=posted.reply if posted.claimed else None)
         except ReplyFailed as failed:
             raise reply_failed_error(failed) from None
         if reply.status != "completed":
@@ -193,7 +194,7 @@ class ChatCompletions(APIView):
         return response
 
     def _stream(self, posted: Posted, overrides: Overrides, include_usage: bool):
-        chunks = reply_stream(reply_id=posted.reply.pk, overrides=overrides)
+        chunks = reply_stream(reply_id=posted.reply.pk, overrides=overrides, claimed=posted.reply if posted.claimed else None)
         first = next(chunks)
         if first.kind == "error":
             raise reply_failed_error(first.error)

@@ -109,7 +109,7 @@ class MessageCreate(APIView):
         posted = message_post(
             tenant=request.user.tenant, conversation=conversation, content=data.validated_data["content"], mode=mode,
             escalate=data.validated_data["escalate"], metadata=data.validated_data["metadata"],
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:255], claim=True,
         )
         if mode == "async" or (posted.replayed and posted.reply.mode == "async"):
             response = Response(_posted_payload(posted), status=status.HTTP_202_ACCEPTED)
@@ -118,7 +118,7 @@ class MessageCreate(APIView):
         if mode == "stream" and not posted.replayed:
             return allow(self._stream(posted), origin)
         try:
-            reply = reply_generate(reply_id=posted.reply.pk)
+            reply = reply_generate(reply_id=posted.reply.pk, claimed=posted.reply if posted.claimed else None)
         except ReplyFailed as failed:
             raise reply_failed_error(failed) from None
         if posted.replayed and reply.status == "failed":
@@ -128,7 +128,7 @@ class MessageCreate(APIView):
         return allow(Response(_posted_payload(posted), status=code), origin)
 
     def _stream(self, posted: Posted):
-        chunks = reply_stream(reply_id=posted.reply.pk)
+        chunks = reply_stream(reply_id=posted.reply.pk, claimed=posted.reply if posted.claimed else None)
         first = next(chunks)
         if first.kind == "error":  # nothing reached the client yet: answer with a plain error status
             raise reply_failed_error(first.error)

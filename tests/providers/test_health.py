@@ -72,6 +72,23 @@ def test_a_success_is_logged_and_feeds_the_breaker(openai):
     assert openai.last_used_at is not None
 
 
+def test_last_used_at_is_written_at_most_once_a_minute(openai):
+    from datetime import timedelta
+
+    from providers.health import LAST_USED_RESOLUTION
+
+    model = llm("openai", "gpt-4o-mini")
+    attempt_record(credential=openai, model=model, outcome="ok", latency_ms=10)
+    first = Credential.objects.get(pk=openai.pk).last_used_at
+    attempt_record(credential=Credential.objects.get(pk=openai.pk), model=model, outcome="ok", latency_ms=10)
+    assert Credential.objects.get(pk=openai.pk).last_used_at == first  # within the minute: no write
+
+    stale = Credential.objects.get(pk=openai.pk)
+    stale.last_used_at = first - LAST_USED_RESOLUTION - timedelta(seconds=1)
+    attempt_record(credential=stale, model=model, outcome="ok", latency_ms=10)
+    assert Credential.objects.get(pk=openai.pk).last_used_at > first
+
+
 def test_failures_are_logged_and_open_the_circuit(openai):
     model = llm("openai", "gpt-4o-mini")
     for _ in range(5):
