@@ -142,6 +142,13 @@ REPLY_LEASE_SECONDS = env.int("REPLY_LEASE_SECONDS", default=600)
 OPENROUTER_REFERER = env("OPENROUTER_REFERER", default="https://agencyhub.local")
 OPENROUTER_TITLE = env("OPENROUTER_TITLE", default="AgencyHub")
 
+# /metrics: open when empty; else scrapers send `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+# The admin's large tables count exactly up to this many rows, then estimate (agencyhub.admin_paginator).
+ADMIN_COUNT_CAP = env.int("ADMIN_COUNT_CAP", default=10_000)
+# The admin's "slow" filter: calls slower than this (ms).
+ADMIN_SLOW_CALL_MS = env.int("ADMIN_SLOW_CALL_MS", default=10_000)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

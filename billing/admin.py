@@ -10,9 +10,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from agencyhub.admin_paginator import EstimatedCountPaginator
 from billing import views as billing_views
 from billing.invoicing import InvoiceError, credit_note_create, invoice_generate, invoice_issue, invoices_generate
 from billing.models import BudgetAlert, DailyUsage, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, UsageRecord
+from providers.admin import ProviderKindFilter, SlowFilter
 from tenants.models import Tenant
 
 
@@ -34,12 +36,16 @@ class UsageRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "created_at", "tenant", "provider_kind", "model_name", "ownership", "input_tokens", "output_tokens",
         "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost", "provider_reported_cost", "cost_mismatch",
+        "latency_ms",
     )
-    list_filter = ("tenant", "provider_kind", "ownership")
+    # "ownership" is the BYOK filter; the provider's comes from the fixed list of kinds (no DISTINCT over the ledger).
+    list_filter = ("ownership", ProviderKindFilter, SlowFilter, "tenant", "model")
     list_select_related = ("tenant",)
     date_hierarchy = "created_at"
-    search_fields = ("request_id", "model_name")
-    show_full_result_count = False  # the ledger is large: no second COUNT(*) per page
+    ordering = ("-created_at",)
+    search_fields = ("=request_id", "=conversation_id", "=message_id")
+    paginator = EstimatedCountPaginator  # the ledger is large: never COUNT(*) it
+    show_full_result_count = False  # ... nor a second, unfiltered COUNT(*) per page
 
     @admin.display(boolean=True, description="cost mismatch")
     def cost_mismatch(self, obj: UsageRecord) -> bool:
@@ -52,9 +58,10 @@ class DailyUsageAdmin(ReadOnlyAdmin):
         "day", "tenant", "provider_kind", "model", "ownership", "calls", "input_tokens", "output_tokens",
         "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "provider_cost", "billed_amount",
     )
-    list_filter = ("ownership", "provider_kind", "tenant")
+    list_filter = ("ownership", ProviderKindFilter, "tenant", "model")
     list_select_related = ("tenant", "model__provider")
     date_hierarchy = "day"
+    ordering = ("-day",)
 
 
 @admin.register(BudgetAlert)
@@ -70,8 +77,11 @@ class BudgetAlertAdmin(admin.ModelAdmin):
 
     @admin.action(description="Acknowledge selected alerts", permissions=["change"])
     def acknowledge(self, request, queryset):
-        count = queryset.filter(acknowledged=False).update(acknowledged=True)
-        self.message_user(request, f"Acknowledged {count} alert(s).")
+        alerts = list(queryset.filter(acknowledged=False))
+        BudgetAlert.objects.filter(pk__in=[a.pk for a in alerts]).update(acknowledged=True)
+        for alert in alerts:
+            self.log_change(request, alert, "Acknowledged.")
+        self.message_user(request, f"Acknowledged {len(alerts)} alert(s).")
 
 
 class InvoiceLineInline(admin.TabularInline):

@@ -58,6 +58,9 @@ class UsageRecord(models.Model):
         indexes = [
             models.Index(fields=["tenant", "created_at"], name="usage_tenant_time"),
             models.Index(fields=["local_date", "tenant"], name="usage_day_tenant"),
+            # The admin's ledger: newest first, and by model.
+            models.Index(fields=["created_at"], name="usage_time"),
+            models.Index(fields=["model", "created_at"], name="usage_model_time"),
         ]
 
     def __str__(self) -> str:

@@ -128,7 +128,12 @@ class Message(models.Model):
                 fields=["tenant", "idempotency_key"], condition=~models.Q(idempotency_key=""), name="uniq_message_idempotency_key"
             ),
         ]
-        indexes = [models.Index(fields=["conversation", "created_at"], name="msg_conv_time")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="msg_conv_time"),
+            # The admin's filters: by client, and failed replies only (a partial index: failures are few).
+            models.Index(fields=["tenant", "created_at"], name="msg_tenant_time"),
+            models.Index(fields=["created_at"], condition=models.Q(status="failed"), name="msg_failed_time"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role} {self.id} ({self.status})"

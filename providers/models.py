@@ -224,7 +224,12 @@ class AttemptLog(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
-        indexes = [models.Index(fields=["model", "created_at"], name="attemptlog_model_created")]
+        indexes = [
+            models.Index(fields=["model", "created_at"], name="attemptlog_model_created"),
+            # The admin's filters: by provider, and failed calls only (a partial index: failures are few).
+            models.Index(fields=["provider_kind", "created_at"], name="attemptlog_provider_created"),
+            models.Index(fields=["created_at"], condition=~models.Q(outcome="ok"), name="attemptlog_failed_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider_kind}:{self.model_id} {self.outcome} {self.latency_ms} ms"

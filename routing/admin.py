@@ -1,17 +1,50 @@
+"""Routing: targets (model chains), policies and their rules. The forms refuse what could not work, and say why:
+a target, rule or default pointing at a model without a price, a rule requiring more context than its models have."""
+
+from django import forms
 from django.contrib import admin, messages
 
+from routing import checks
 from routing.drills import failover_drill
 from routing.models import ComplexityCalibration, RoutingPolicy, RoutingRule, RoutingTarget, TargetFallback
 
 
+class TargetFallbackFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        fallbacks = [
+            form.cleaned_data["model"] for form in self.forms
+            if form.cleaned_data.get("model") and not (self.can_delete and form.cleaned_data.get("DELETE"))
+        ]
+        problems = checks.price_problems(fallbacks, where=f"A fallback of “{self.instance.name or 'this target'}”")
+        if problems:
+            raise forms.ValidationError(problems)
+
+
 class TargetFallbackInline(admin.TabularInline):
     model = TargetFallback
+    formset = TargetFallbackFormSet
     extra = 1
     autocomplete_fields = ["model"]
 
 
+class RoutingTargetForm(forms.ModelForm):
+    class Meta:
+        model = RoutingTarget
+        fields = "__all__"
+
+    def clean_model(self):
+        model = self.cleaned_data.get("model")
+        if model is not None:
+            problems = checks.price_problems([model], where="This target")
+            if problems:
+                raise forms.ValidationError(problems)
+        return model
+
+
 @admin.register(RoutingTarget)
 class RoutingTargetAdmin(admin.ModelAdmin):
+    form = RoutingTargetForm
     list_display = ("name", "model", "tier", "strategy")
     list_select_related = ("model__provider",)
     autocomplete_fields = ["model"]
@@ -19,8 +52,25 @@ class RoutingTargetAdmin(admin.ModelAdmin):
     inlines = [TargetFallbackInline]
 
 
+class RoutingRuleForm(forms.ModelForm):
+    class Meta:
+        model = RoutingRule
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        target = cleaned.get("target")
+        if target is not None and cleaned.get("is_enabled", True):
+            for problem in checks.target_problems(target, where=f"Target “{target}”"):
+                self.add_error("target", problem)
+            for problem in checks.context_problems(target, min_prompt_tokens=cleaned.get("min_prompt_tokens")):
+                self.add_error("min_prompt_tokens", problem)
+        return cleaned
+
+
 class RoutingRuleInline(admin.StackedInline):
     model = RoutingRule
+    form = RoutingRuleForm
     extra = 0
     autocomplete_fields = ["target"]
     fieldsets = [
@@ -33,11 +83,28 @@ class RoutingRuleInline(admin.StackedInline):
     ]
 
 
+class RoutingPolicyForm(forms.ModelForm):
+    class Meta:
+        model = RoutingPolicy
+        fields = "__all__"
+
+    def clean_default_target(self):
+        target = self.cleaned_data.get("default_target")
+        if target is not None:
+            problems = checks.target_problems(target, where=f"The default target “{target}”")
+            if problems:
+                raise forms.ValidationError(problems)
+        return target
+
+
 @admin.register(RoutingPolicy)
 class RoutingPolicyAdmin(admin.ModelAdmin):
+    form = RoutingPolicyForm
     list_display = ("name", "tenant", "is_agency_default", "default_target", "allow_agency_fallback", "over_budget", "updated_at")
     list_select_related = ("tenant", "default_target")
-    autocomplete_fields = ["default_target"]
+    list_filter = ("is_agency_default", "over_budget")
+    search_fields = ("name", "tenant__name", "tenant__slug")
+    autocomplete_fields = ["default_target", "tenant"]
     inlines = [RoutingRuleInline]
     actions = ["run_failover_drill"]
 
