@@ -5,10 +5,12 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
 from billing.models import KeyOwnership, UsageRecord
+from providers.metrics import metrics_usage_record
 from providers.models import Credential, LLMModel, price_for
 from providers.types import ChatResult
 from tenants.models import Tenant
@@ -28,7 +30,7 @@ def usage_record_append(
     at = at or timezone.now()
     price = price_for(model, at)
     usage = result.usage
-    return UsageRecord.objects.create(
+    record = UsageRecord.objects.create(
         tenant=tenant,
         conversation_id=conversation_id,
         message_id=message_id,
@@ -51,6 +53,17 @@ def usage_record_append(
         created_at=at,
         local_date=tenant_local_date(tenant, at),
     )
+    # Counted for /metrics once the row is committed (a rolled-back call was not billed; and no network call is
+    # made inside a transaction).
+    counts = {
+        "provider": record.provider_kind, "model": model.model_id, "cost": record.cost, "latency_ms": record.latency_ms,
+        "tokens": {
+            "input": usage.input_tokens, "output": usage.output_tokens, "cached_input": usage.cached_input_tokens,
+            "cache_write": usage.cache_write_tokens, "reasoning": usage.reasoning_tokens,
+        },
+    }
+    transaction.on_commit(lambda: metrics_usage_record(**counts), robust=True)
+    return record
 
 
 def tenant_local_date(tenant: Tenant, at: datetime) -> date:

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from providers.breaker import breaker
 from providers.errors import ErrorKind, ProviderError
+from providers.metrics import metrics_attempt_record
 from providers.models import AttemptLog, Credential, LLMModel
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,8 @@ def attempt_record(
     tenant_id: int | None = None,
     probe: bool = False,
 ) -> AttemptLog:
-    """Record one attempt: feed the circuit breaker, append an AttemptLog row, update the credential (and on a
-    401/403 disable it, flag it for staff and alert them once)."""
+    """Record one attempt: feed the circuit breaker, count it for /metrics, append an AttemptLog row, update the
+    credential (and on a 401/403 disable it, flag it for staff and alert them once)."""
     latency_ms = max(0, int(latency_ms or 0))
     cb = breaker()
     if outcome == OK:
@@ -129,6 +130,7 @@ def attempt_record(
             error = ProviderError(kind, outcome)
         cb.record_failure(credential.pk, model.pk, error, latency_ms)
         credential_record_failure(credential=credential, error=error)
+    metrics_attempt_record(provider=model.provider.kind, model=model.model_id, outcome=outcome)
     return AttemptLog.objects.create(
         provider_kind=model.provider.kind,
         model=model,

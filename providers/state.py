@@ -4,7 +4,7 @@ Production (and the test suite) use `RedisState`: every web and worker process o
 values. `make run` (no REDIS_URL) uses `MemoryState`: the same behaviour, in this process only.
 
 Generic operations: `get`, `set` (with ttl / nx), `delete`, `incr` / `incrbyfloat` (ttl set when the key is
-created), `expire`, `ttl`, `mget`, `hget`, `hset`, `read_hashes`, `keys` (SCAN), `flush`, `ping`.
+created), `expire`, `ttl`, `mget`, `hget`, `hset`, `read_hashes`, `hincr_many`, `keys` (SCAN), `flush`, `ping`.
 
 There is deliberately no "run any script" escape hatch: a compound operation that must be atomic is a method
 here, written twice — in Lua for Redis (one round trip, atomic on the server) and under a lock for memory — and
@@ -294,6 +294,7 @@ class SharedState(Protocol):
     def hget(self, key: str, field: str) -> str | None: ...
     def hset(self, key: str, mapping: Mapping[str, Any], ttl: float | None = None) -> None: ...
     def read_hashes(self, keys: Iterable[str]) -> list[dict[str, str]]: ...
+    def hincr_many(self, increments: Mapping[str, Mapping[str, int]]) -> None: ...
     def keys(self, pattern: str = "*") -> list[str]: ...
     def flush(self) -> int: ...
     def ping(self) -> bool: ...
@@ -388,6 +389,14 @@ class RedisState:
             for key in keys:
                 pipe.hgetall(self._k(key))
             return [dict(h or {}) for h in pipe.execute()]
+
+    def hincr_many(self, increments: Mapping[str, Mapping[str, int]]) -> None:
+        """HINCRBY every (hash, field) by its integer amount: one round trip, not atomic as a whole."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, fields in increments.items():
+                for field, amount in fields.items():
+                    pipe.hincrby(self._k(key), field, int(amount))
+            pipe.execute()
 
     def keys(self, pattern: str = "*") -> list[str]:
         n = len(self.prefix)
@@ -545,6 +554,15 @@ class MemoryState:
                 h = self._live(key)
                 out.append(dict(h) if isinstance(h, dict) else {})
             return out
+
+    def hincr_many(self, increments: Mapping[str, Mapping[str, int]]) -> None:
+        with self._lock:
+            for key, fields in increments.items():
+                h = self._live(key)
+                h = dict(h) if isinstance(h, dict) else {}
+                for field, amount in fields.items():
+                    h[field] = str(int(h.get(field) or 0) + int(amount))
+                self._put(key, h, self._expiry(key) if key in self._data else None)
 
     def keys(self, pattern: str = "*") -> list[str]:
         with self._lock:
