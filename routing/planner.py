@@ -16,6 +16,7 @@ from functools import cached_property
 from providers.breaker import breaker
 from providers.errors import NoPriceError
 from providers.models import Capability, Credential, LLMModel, ModelTier, price_for
+from routing.config_cache import memo, planning
 from routing.models import ComplexityCalibration, RoutingPolicy, RoutingRule, RoutingTarget, Strategy
 from tenants.models import Tenant
 
@@ -82,10 +83,15 @@ def policy_for(tenant: Tenant, override: RoutingPolicy | None = None) -> Routing
     if override is not None:
         return override
     related = ("default_target__model__provider",)
-    return (
+    return memo(("policy", tenant.pk), lambda: (
         RoutingPolicy.objects.filter(tenant=tenant).select_related(*related).first()
         or RoutingPolicy.objects.filter(is_agency_default=True).select_related(*related).first()
-    )
+    ))
+
+
+def policy_rules(policy: RoutingPolicy) -> list[RoutingRule]:
+    """The policy's enabled rules, in order."""
+    return memo(("rules", policy.pk), lambda: list(policy.rules.filter(is_enabled=True).select_related("target__model__provider")))
 
 
 # --- conditions -------------------------------------------------------------------------------------
@@ -94,11 +100,14 @@ def policy_for(tenant: Tenant, override: RoutingPolicy | None = None) -> Routing
 def _threshold(rule: RoutingRule, tenant: Tenant) -> float:
     if rule.min_complexity is not None:
         return rule.min_complexity
-    calibration = (
-        ComplexityCalibration.objects.filter(tenant=tenant, share_percent=rule.premium_share_percent).first()
-        or ComplexityCalibration.objects.filter(tenant__isnull=True, share_percent=rule.premium_share_percent).first()
-    )
-    return calibration.threshold if calibration else DEFAULT_THRESHOLD
+    def calibrated() -> float:
+        calibration = (
+            ComplexityCalibration.objects.filter(tenant=tenant, share_percent=rule.premium_share_percent).first()
+            or ComplexityCalibration.objects.filter(tenant__isnull=True, share_percent=rule.premium_share_percent).first()
+        )
+        return calibration.threshold if calibration else DEFAULT_THRESHOLD
+
+    return memo(("threshold", tenant.pk, rule.premium_share_percent), calibrated)
 
 
 def _budget_used(ctx: RoutingContext) -> float:
@@ -149,26 +158,32 @@ def rule_matches(rule: RoutingRule, ctx: RoutingContext, policy: RoutingPolicy, 
 
 
 def _price_key(model: LLMModel) -> Decimal:
-    try:
-        price = price_for(model)
-    except NoPriceError:
-        return Decimal("Infinity")
-    return price.input_per_mtok + price.output_per_mtok
+    def key() -> Decimal:
+        try:
+            price = price_for(model)
+        except NoPriceError:
+            return Decimal("Infinity")
+        return price.input_per_mtok + price.output_per_mtok
+
+    return memo(("price", model.pk), key)
 
 
 def tier_models(tier: str) -> list[LLMModel]:
     """Every enabled model of a tier, cheapest first."""
-    return sorted(
+    return memo(("tier", tier), lambda: sorted(
         LLMModel.objects.filter(tier=tier, is_enabled=True, provider__is_enabled=True).select_related("provider"), key=_price_key
-    )
+    ))
 
 
 def target_models(target: RoutingTarget) -> list[LLMModel]:
     """The target's models in chain order (before strategy): the model or the tier's, then its fallbacks."""
-    head = [target.model] if target.model_id else tier_models(target.tier)
-    fallbacks = [f.model for f in target.fallbacks.select_related("model__provider")]
-    seen: set[int] = set()
-    return [m for m in head + fallbacks if not (m.pk in seen or seen.add(m.pk))]
+    def models() -> list[LLMModel]:
+        head = [target.model] if target.model_id else tier_models(target.tier)
+        fallbacks = [f.model for f in target.fallbacks.select_related("model__provider")]
+        seen: set[int] = set()
+        return [m for m in head + fallbacks if not (m.pk in seen or seen.add(m.pk))]
+
+    return memo(("target", target.pk), models)
 
 
 def can_take(model: LLMModel, ctx: RoutingContext) -> str | None:
@@ -187,15 +202,19 @@ def can_take(model: LLMModel, ctx: RoutingContext) -> str | None:
 
 def credentials_by_provider(tenant: Tenant | None, allow_agency: bool = True) -> dict[int, list[Credential]]:
     """Usable credentials per provider id: the tenant's own first, then the agency's where allowed."""
-    by_provider: dict[int, list[Credential]] = {}
-    usable = Credential.objects.usable().select_related("provider", "tenant")
-    own = usable.for_tenant(tenant).order_by("pk") if tenant is not None else []
-    for credential in own:
-        by_provider.setdefault(credential.provider_id, []).append(credential)
-    for credential in usable.agency().order_by("pk"):
-        if allow_agency or credential.provider_id not in by_provider:
+
+    def build() -> dict[int, list[Credential]]:
+        by_provider: dict[int, list[Credential]] = {}
+        usable = Credential.objects.usable().select_related("provider", "tenant")
+        own = usable.for_tenant(tenant).order_by("pk") if tenant is not None else []
+        for credential in own:
             by_provider.setdefault(credential.provider_id, []).append(credential)
-    return by_provider
+        for credential in usable.agency().order_by("pk"):
+            if allow_agency or credential.provider_id not in by_provider:
+                by_provider.setdefault(credential.provider_id, []).append(credential)
+        return by_provider
+
+    return memo(("credentials", tenant.pk if tenant is not None else None, allow_agency), build)
 
 
 def _order(candidates: list[Candidate], strategy: str) -> list[Candidate]:
@@ -224,23 +243,34 @@ def _widen(ctx: RoutingContext, target_tier: str | None) -> list[LLMModel]:
 
 def _default_chain() -> list[LLMModel]:
     """With no policy anywhere: each provider's cheapest economy model, cheapest first."""
-    best: dict[int, tuple] = {}
-    for model in LLMModel.objects.filter(is_enabled=True, provider__is_enabled=True).select_related("provider"):
-        key = (TIER_ORDER.get(model.tier, 9), _price_key(model), model.model_id)
-        if key[1] != Decimal("Infinity") and (model.provider_id not in best or key < best[model.provider_id][0]):
-            best[model.provider_id] = (key, model)
-    return [model for _, model in sorted(best.values(), key=lambda item: item[0])]
+    def build() -> list[LLMModel]:
+        best: dict[int, tuple] = {}
+        for model in LLMModel.objects.filter(is_enabled=True, provider__is_enabled=True).select_related("provider"):
+            key = (TIER_ORDER.get(model.tier, 9), _price_key(model), model.model_id)
+            if key[1] != Decimal("Infinity") and (model.provider_id not in best or key < best[model.provider_id][0]):
+                best[model.provider_id] = (key, model)
+        return [model for _, model in sorted(best.values(), key=lambda item: item[0])]
+
+    return memo(("default-chain",), build)
 
 
 def resolve_model(name: str) -> list[LLMModel]:
     """Catalogue models called `name` (the provider's model id)."""
-    found = list(LLMModel.objects.filter(model_id=name, is_enabled=True, provider__is_enabled=True).select_related("provider"))
+    found = memo(("model", name), lambda: list(
+        LLMModel.objects.filter(model_id=name, is_enabled=True, provider__is_enabled=True).select_related("provider")
+    ))
     if not found:
         raise UnknownModelError(f"unknown model {name!r}: use 'auto' or a model id from the catalogue")
     return found
 
 
 def plan_route(ctx: RoutingContext) -> Plan:
+    """Plan one message. The configuration it reads is cached per process (routing.config_cache)."""
+    with planning():
+        return _plan(ctx)
+
+
+def _plan(ctx: RoutingContext) -> Plan:
     policy = policy_for(ctx.tenant, ctx.policy)
     notes: dict = {"policy": policy.name if policy else None, "complexity": ctx.complexity}
     rule_name = None
@@ -252,10 +282,10 @@ def plan_route(ctx: RoutingContext) -> Plan:
     elif ctx.requested_model and ctx.requested_model != "auto":
         models = resolve_model(ctx.requested_model)
         if policy:
-            models += target_models(policy.default_target)
+            models = models + target_models(policy.default_target)  # never extend a cached list in place
         reason = f"requested model {ctx.requested_model}"
     elif policy:
-        for rule in policy.rules.filter(is_enabled=True).select_related("target__model__provider"):
+        for rule in policy_rules(policy):
             if rule_matches(rule, ctx, policy, notes):
                 target, rule_name = rule.target, rule.name
                 break

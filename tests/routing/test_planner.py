@@ -65,7 +65,9 @@ def test_a_premium_share_uses_the_calibrated_threshold(tenant, routed_policy, ta
     text = "Explain the difference between a list and a tuple."
     ComplexityCalibration.objects.create(tenant=tenant, share_percent=10, threshold=score(text) + 0.01, sample_size=500)
     assert first(plan_route(ctx(tenant, text=text))) == "claude-haiku-4-5"
-    ComplexityCalibration.objects.filter(tenant=tenant).update(threshold=score(text) - 0.01)
+    calibration = ComplexityCalibration.objects.get(tenant=tenant)
+    calibration.threshold = score(text) - 0.01
+    calibration.save()  # the planner's cached configuration follows the change
     assert first(plan_route(ctx(tenant, text=text))) == "claude-opus-4-8"
 
 
