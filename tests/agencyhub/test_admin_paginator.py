@@ -52,6 +52,8 @@ def test_it_takes_postgresqls_estimate_for_a_whole_table(settings, attempts):
     "/admin/providers/attemptlog/", "/admin/providers/attemptlog/?failed=yes", "/admin/providers/attemptlog/?slow=yes",
     "/admin/providers/attemptlog/?provider_kind=openai", "/admin/billing/usagerecord/?ownership__exact=byok",
     "/admin/conversations/message/?failed=yes&slow=yes", "/admin/conversations/conversation/",
+    "/admin/conversations/conversation/?q=not-a-uuid", "/admin/conversations/message/?q=not-a-uuid",
+    "/admin/billing/usagerecord/?q=not-a-uuid",
 ])
 def test_the_large_lists_never_count_whole_tables(admin_client, settings, attempts, url):
     settings.ADMIN_COUNT_CAP = 5
