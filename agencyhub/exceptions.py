@@ -6,16 +6,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-
-class ApiError(exceptions.APIException):
-    """A domain error with an explicit type/code, raised by services and mapped here."""
-
-    def __init__(self, *, status_code: int, type: str, code: str, message: str, headers: dict | None = None):
-        self.status_code = status_code
-        self.error_type = type
-        self.error_code = code
-        self.headers = headers or {}
-        super().__init__(detail=message, code=code)
+from conversations.api.errors import ApiError
 
 
 _TYPES = {

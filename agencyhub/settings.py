@@ -144,7 +144,7 @@ OPENROUTER_TITLE = env("OPENROUTER_TITLE", default="AgencyHub")
 
 # /metrics: open when empty; else scrapers send `Authorization: Bearer <METRICS_TOKEN>`.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
-# The admin's large tables count exactly up to this many rows, then estimate (agencyhub.admin_paginator).
+# The admin's large tables count exactly up to this many rows, then estimate (tenants.admin_paginator).
 ADMIN_COUNT_CAP = env.int("ADMIN_COUNT_CAP", default=10_000)
 # The admin's "slow" filter: calls slower than this (ms).
 ADMIN_SLOW_CALL_MS = env.int("ADMIN_SLOW_CALL_MS", default=10_000)

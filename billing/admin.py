@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from agencyhub.admin_paginator import EstimatedCountPaginator
+from tenants.admin_paginator import EstimatedCountPaginator
 from billing import views as billing_views
 from billing.invoicing import InvoiceError, credit_note_create, invoice_generate, invoice_issue, invoices_generate
 from billing.models import BudgetAlert, DailyUsage, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, UsageRecord

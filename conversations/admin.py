@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from agencyhub.admin_paginator import EstimatedCountPaginator
+from tenants.admin_paginator import EstimatedCountPaginator
 from conversations.models import ApiKeyScope, Assistant, Conversation, Feedback, Message, MessageRole, MessageStatus
 from providers.admin import FailedFilter, ProviderKindFilter, SlowFilter
 from routing.admin import RoutingPolicyForm

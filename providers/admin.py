@@ -13,7 +13,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from agencyhub.admin_paginator import EstimatedCountPaginator
+from tenants.admin_paginator import EstimatedCountPaginator
 from providers.breaker import breaker
 from providers.models import AttemptLog, Credential, LLMModel, ModelPrice, Provider, ProviderKind
 from providers.state import UNAVAILABLE

@@ -1,7 +1,22 @@
+"""The API's domain errors. Every API error has the shape {"error": {"type", "code", "message"}}: the project's
+exception handler (agencyhub.exceptions) renders ApiError and DRF's own exceptions that way."""
+
+from rest_framework import exceptions
 from rest_framework.exceptions import NotFound
 
-from agencyhub.exceptions import ApiError
 from conversations.services import ReplyFailed
+
+
+class ApiError(exceptions.APIException):
+    """A domain error with an explicit type/code, raised by services and mapped here."""
+
+    def __init__(self, *, status_code: int, type: str, code: str, message: str, headers: dict | None = None):
+        self.status_code = status_code
+        self.error_type = type
+        self.error_code = code
+        self.headers = headers or {}
+        super().__init__(detail=message, code=code)
+
 
 _TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 502: "provider_error", 503: "provider_unavailable"}
 

@@ -2,7 +2,7 @@
 
 from rest_framework.request import Request
 
-from agencyhub.exceptions import ApiError
+from conversations.api.errors import ApiError
 from conversations.models import Assistant
 
 

@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agencyhub.admin_paginator import EstimatedCountPaginator
+from tenants.admin_paginator import EstimatedCountPaginator
 from providers.models import AttemptLog
 from tests.agencyhub.admin_fixtures import llm_model, openai  # noqa: F401
 

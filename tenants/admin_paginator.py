@@ -8,6 +8,8 @@ rows takes seconds on PostgreSQL. Here the count is:
 - otherwise the cap: staff see "10,000+" pages' worth and narrow the filters or the dates.
 
 Use it with `show_full_result_count = False` (else the changelist runs its own unfiltered COUNT).
+
+It lives in the lowest app so that every app's admin may use it (apps import only downwards).
 """
 
 from __future__ import annotations
