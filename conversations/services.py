@@ -24,6 +24,7 @@ from billing.services import SpendCapReached, spend_cap_check, usage_record_appe
 from conversations.context import PER_MESSAGE_OVERHEAD, estimate_tokens, history_for, merge_roles, trim_to_window
 from conversations.models import Assistant, Conversation, Message, MessageRole, MessageStatus
 from providers.errors import NoPriceError
+from providers.health import attempt_logs_write
 from providers.models import ModelTier
 from routing.models import OverBudget
 from providers.types import ChatMessage, ChatRequest
@@ -255,6 +256,7 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     with transaction.atomic():
         # Lock the row; only its status matters (the rest of `reply` was loaded by this claimant).
         stored_status = Message.objects.select_for_update().filter(pk=reply.pk).values_list("status", flat=True).get()
+        attempt_logs_write(execution.unsaved_logs)
         if stored_status == MessageStatus.COMPLETED:
             return _load(reply.pk)  # finished by another claimant; never bill twice
         record = usage_record_append(
@@ -302,6 +304,7 @@ def _settle(reply: Message, plan: Plan, execution: Execution, reservation: Reser
     try:
         stored = _complete(reply, plan, execution)
     except NoPriceError as exc:
+        attempt_logs_write(execution.unsaved_logs)  # rolled back with the reply: the call still happened
         budget_release(reservation=reservation)
         # Enabled models must have a price (the admin refuses otherwise); if one slipped through, say so loudly.
         log.error("reply %s answered by a model with no price: %s", reply.pk, exc)
@@ -370,7 +373,7 @@ def reply_generate(*, reply_id, overrides: Overrides | None = None, claimed: Mes
     build = _request_builder(reply, prompt)
     _release_db_connection()
     try:
-        execution = execute(plan, build, tenant_id=reply.tenant_id)
+        execution = execute(plan, build, tenant_id=reply.tenant_id, defer_success_log=True)
     except AllCandidatesFailed as failure:
         raise _all_failed(reply, plan, failure, reservation) from failure
     except BaseException:
@@ -409,7 +412,7 @@ def reply_stream(*, reply_id, overrides: Overrides | None = None, claimed: Messa
         return
     build = _request_builder(reply, prompt)
     outcome = StreamOutcome()
-    deltas = execute_stream(plan, build, outcome, tenant_id=reply.tenant_id)
+    deltas = execute_stream(plan, build, outcome, tenant_id=reply.tenant_id, defer_success_log=True)
     _release_db_connection()
     started = False
     try:

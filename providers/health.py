@@ -114,9 +114,13 @@ def attempt_record(
     error: ProviderError | None = None,
     tenant_id: int | None = None,
     probe: bool = False,
+    save: bool = True,
 ) -> AttemptLog:
     """Record one attempt: feed the circuit breaker, count it for /metrics, append an AttemptLog row, update the
-    credential (and on a 401/403 disable it, flag it for staff and alert them once)."""
+    credential (and on a 401/403 disable it, flag it for staff and alert them once).
+
+    `save=False` returns the row unsaved, for the caller to write with `attempt_logs_write` in a transaction it
+    commits anyway (the chat engine writes a successful attempt with the reply: one commit fewer)."""
     latency_ms = max(0, int(latency_ms or 0))
     cb = breaker()
     if outcome == OK:
@@ -133,7 +137,7 @@ def attempt_record(
         cb.record_failure(credential.pk, model.pk, error, latency_ms)
         credential_record_failure(credential=credential, error=error)
     metrics_attempt_record(provider=model.provider.kind, model=model.model_id, outcome=outcome)
-    return AttemptLog.objects.create(
+    row = AttemptLog(
         provider_kind=model.provider.kind,
         model=model,
         credential=credential,
@@ -144,6 +148,15 @@ def attempt_record(
         latency_ms=min(latency_ms, 2**31 - 1),
         is_probe=probe,
     )
+    if save:
+        row.save(force_insert=True)
+    return row
+
+
+def attempt_logs_write(rows: list[AttemptLog]) -> None:
+    """Write attempt rows recorded with save=False."""
+    if rows:
+        AttemptLog.objects.bulk_create(rows)
 
 
 # --------------------------------------------------------------------------------------------- health figures

@@ -126,3 +126,13 @@ def test_feedback_is_stored_and_can_be_changed(api_client, conversation_id):
     assert Message.objects.get(pk=reply_id).feedback.rating == -1
     bad = api_client.post(f"/api/v1/messages/{reply_id}/feedback", {"rating": 5}, format="json")
     assert bad.status_code == 400 and "rating" in bad.json()["error"]["message"]
+
+
+def test_every_attempt_is_logged_the_answering_one_with_the_reply(api_client, conversation_id, simulator):
+    from providers.models import AttemptLog
+
+    simulator.add_fault(provider="anthropic", fault="overloaded")  # the primary fails: logged at once; the backup's success with the reply
+    reply = post_message(api_client, conversation_id, "log me").json()
+    rows = list(AttemptLog.objects.order_by("pk").values_list("provider_kind", "outcome"))
+    assert reply["status"] == "completed" and reply["provider"] == "openai"
+    assert rows == [("anthropic", "overloaded"), ("openai", "ok")]
