@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/agencyhub)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/14)
 
-.PHONY: run test venv migrate seed simulator bench bench-billing lint clean
+.PHONY: run test venv migrate seed simulator bench bench-billing bench-failover lint clean
 
 venv: $(BIN)/.installed
 
@@ -44,3 +44,8 @@ bench: venv
 # Roll-up of 1 million ledger rows and invoices for 1,000 tenants, in a database of its own (needs PostgreSQL).
 bench-billing: venv
 	$(BIN)/python bench/billing_bench.py $(BENCH_ARGS)
+
+# Failover under load: the primary provider answers 529, then times out, then recovers (database, Redis db 11 and
+# ports 8110/9111 of its own; needs PostgreSQL and Redis). Figures and method: bench/README.md. BENCH_ARGS="--scale 0.5"
+bench-failover: venv
+	$(BIN)/python bench/failover_load.py $(BENCH_ARGS)
