@@ -66,6 +66,20 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
+def report_header(started_at: str, g_args: list[str], env: dict[str, str], extra_env: tuple[str, ...] = ()) -> dict:
+    """What every results JSON starts with: when, the server command and its settings (secrets elided), the machine."""
+    keys = ("DATABASE_URL", "DATABASE_POOL_MAX_SIZE", "REDIS_URL", "FIELD_ENCRYPTION_KEYS", "SECRET_KEY", "DEBUG",
+            "CELERY_TASK_ALWAYS_EAGER", "LOG_LEVEL", *extra_env)
+    return {
+        "started_at": started_at,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "server_command": "gunicorn " + " ".join(g_args),
+        "server_env": {k: ("<generated>" if k in ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS") else env[k]) for k in keys},
+        "simulator_command": f"manage.py provider_simulator --port {SIMULATOR_PORT}",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    }
+
+
 def gunicorn_args(workers: int, threads: int) -> list[str]:
     """The production server command (README, "Running in production"), bound to loopback, no access log."""
     return [
@@ -764,15 +778,8 @@ def main(argv: list[str] | None = None) -> int:
         add_overheads(bench.results)
         checks = evaluate(bench.results)
         report = {
-            "started_at": started_at,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "server_command": "gunicorn " + " ".join(g_args),
-            "server_env": {k: ("<generated>" if k in ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS") else env[k]) for k in (
-                "DATABASE_URL", "DATABASE_POOL_MAX_SIZE", "REDIS_URL", "FIELD_ENCRYPTION_KEYS", "SECRET_KEY", "DEBUG",
-                "CELERY_TASK_ALWAYS_EAGER", "LOG_LEVEL")},
-            "simulator_command": f"manage.py provider_simulator --port {SIMULATOR_PORT}",
+            **report_header(started_at, g_args, env),
             "deployed_shape": deployed,
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
             "scale": args.scale,
             "smoke_headers": routed,
             "scenarios": bench.results,

@@ -44,7 +44,6 @@ import asyncio
 import bisect
 import json
 import os
-import platform
 import re
 import secrets
 import signal
@@ -690,14 +689,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = direct_rows + analysis["rows"]
         t_ref = plan[0].start
         report = {
-            "started_at": started_at,
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "server_command": "gunicorn " + " ".join(g_args),
-            "server_env": {k: ("<generated>" if k in ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS") else env[k]) for k in (
-                "DATABASE_URL", "DATABASE_POOL_MAX_SIZE", "REDIS_URL", "FIELD_ENCRYPTION_KEYS", "SECRET_KEY", "DEBUG",
-                "CELERY_TASK_ALWAYS_EAGER", "LOG_LEVEL", "PROVIDER_TIMEOUT_SECONDS")},
-            "simulator_command": f"manage.py provider_simulator --port {SIMULATOR_PORT}",
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            **co.report_header(started_at, g_args, env, extra_env=("PROVIDER_TIMEOUT_SECONDS",)),
             "load": {"per_tenant_rate_per_s": rate, "per_tenant_max_in_flight": conc, "stream_share": share,
                      "late_sends": failing.late + control.late, "requests": len(failing.samples), "control_requests": len(control.samples)},
             "chain": chain,
