@@ -16,12 +16,12 @@ from functools import cached_property
 from providers.breaker import breaker
 from providers.errors import NoPriceError
 from providers.models import Capability, Credential, LLMModel, ModelTier, price_for
+from routing.complexity.quantiles import share_threshold
 from routing.config_cache import memo, planning
 from routing.models import ComplexityCalibration, RoutingPolicy, RoutingRule, RoutingTarget, Strategy
 from tenants.models import Tenant
 
 TIER_ORDER = {ModelTier.ECONOMY: 0, ModelTier.STANDARD: 1, ModelTier.PREMIUM: 2}
-DEFAULT_THRESHOLD = 0.5  # used by share-based rules until traffic has been calibrated
 
 
 class NoRouteError(Exception):
@@ -105,7 +105,8 @@ def _threshold(rule: RoutingRule, tenant: Tenant) -> float:
             ComplexityCalibration.objects.filter(tenant=tenant, share_percent=rule.premium_share_percent).first()
             or ComplexityCalibration.objects.filter(tenant__isnull=True, share_percent=rule.premium_share_percent).first()
         )
-        return calibration.threshold if calibration else DEFAULT_THRESHOLD
+        # Until the tenant's traffic is calibrated: the share's percentile on the scorer's training prompts.
+        return calibration.threshold if calibration else share_threshold(rule.premium_share_percent)
 
     return memo(("threshold", tenant.pk, rule.premium_share_percent), calibrated)
 

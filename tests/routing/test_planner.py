@@ -184,3 +184,18 @@ def test_no_usable_credential_is_a_clear_error(tenant, routed_policy):
     Credential.objects.update(is_enabled=False)
     with pytest.raises(NoRouteError, match="no enabled model"):
         plan_route(ctx(tenant))
+
+
+def test_before_any_calibration_a_share_rule_uses_the_training_percentile(tenant, routed_policy, targets):
+    """A fresh install has no traffic to calibrate on: 'top 20 %' means the training prompts' 80th percentile,
+    so small talk stays on the economy chain and a hard problem goes to premium."""
+    from routing.complexity.quantiles import share_threshold
+
+    add_rule(routed_policy, targets["premium"], name="top 20%", premium_share_percent=20)
+    hard = ("Janet has 3 times as many marbles as Tom. Together they have 48 marbles. After Janet gives Tom 6 marbles, "
+            "how many more marbles does Janet have than Tom?")
+    assert share_threshold(20) > share_threshold(50) > 0.5
+    assert first(plan_route(ctx(tenant, text="hi"))) == "claude-haiku-4-5"
+    assert score(hard) > share_threshold(20)
+    plan = plan_route(ctx(tenant, text=hard))
+    assert first(plan) == "claude-opus-4-8" and plan.details["complexity_threshold"] == share_threshold(20)
