@@ -28,6 +28,7 @@ from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
 from billing.models import KeyOwnership, UsageRecord
+from billing.services import billed_amount
 from conversations.models import Feedback
 from providers.breaker import breaker
 from providers.errors import NoPriceError
@@ -163,14 +164,13 @@ def tenant_spend(*, now: datetime | None = None, reference_price: ModelPrice | N
     for t in tenants:
         agency = sums.get((t["id"], KeyOwnership.AGENCY), {})
         byok = sums.get((t["id"], KeyOwnership.BYOK), {})
-        markup = 1 + t["markup_percent"] / 100
-        fee = t["byok_fee_percent"] / 100
 
         def total(key: str, agency=agency, byok=byok):
             return (agency.get(key) or 0) + (byok.get(key) or 0)
 
-        def billed(key: str, agency=agency, byok=byok, markup=markup, fee=fee) -> Decimal:
-            return (agency.get(key) or ZERO) * markup + (byok.get(key) or ZERO) * fee
+        def billed(key: str, agency=agency, byok=byok, t=t) -> Decimal:
+            return billed_amount(agency_cost=agency.get(key) or ZERO, byok_cost=byok.get(key) or ZERO,
+                                 markup_percent=t["markup_percent"], byok_fee_percent=t["byok_fee_percent"])
 
         tokens_today, budget, cap = int(total("tokens_today")), t["daily_token_budget"], t["monthly_spend_cap"]
         billed_today, billed_month = billed("cost_today"), billed("cost_month")

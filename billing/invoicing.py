@@ -32,6 +32,7 @@ from billing.models import (
     KeyOwnership,
 )
 from billing.rollup import rollup_usage
+from billing.services import billed_amount
 from tenants.models import Tenant
 
 CENT = Decimal("0.01")
@@ -86,9 +87,11 @@ def _month_lines(start: date, end: date, tenant_ids: Iterable[int] | None = None
 
 
 def _line_amount(section: str, provider_cost: Decimal, percent: Decimal) -> Decimal:
-    if section == InvoiceSection.BYOK:
-        return to_cents(provider_cost * percent / 100)
-    return to_cents(provider_cost * (1 + percent / 100))
+    byok = section == InvoiceSection.BYOK
+    return to_cents(billed_amount(
+        agency_cost=Decimal("0") if byok else provider_cost, byok_cost=provider_cost if byok else Decimal("0"),
+        markup_percent=percent, byok_fee_percent=percent,
+    ))
 
 
 @transaction.atomic

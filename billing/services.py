@@ -98,14 +98,22 @@ class SpendCapReached(Exception):
         super().__init__(f"monthly spend cap of {tenant.monthly_spend_cap} USD reached ({spent:.2f} USD billed this month)")
 
 
+def billed_amount(*, agency_cost: Decimal, byok_cost: Decimal, markup_percent: Decimal, byok_fee_percent: Decimal) -> Decimal:
+    """What a client is billed for list costs, unrounded: agency-key usage plus its markup, and on its own keys
+    (BYOK) only the platform fee. The one formula behind the spend cap, the dashboard and invoice lines (the nightly
+    roll-up applies the same in SQL: billing/rollup.py)."""
+    return agency_cost * (1 + markup_percent / 100) + byok_cost * byok_fee_percent / 100
+
+
 def month_spend(tenant: Tenant) -> Decimal:
     """What the tenant is billed this month so far (agency-key usage with its markup, BYOK platform fee)."""
     today = tenant_local_date(tenant, timezone.now())
     rows = UsageRecord.objects.filter(tenant=tenant, local_date__gte=today.replace(day=1), local_date__lte=today)
     totals = {r["ownership"]: r["cost"] or Decimal("0") for r in rows.values("ownership").annotate(cost=Sum("cost"))}
-    agency = totals.get(KeyOwnership.AGENCY, Decimal("0")) * (1 + tenant.markup_percent / 100)
-    byok = totals.get(KeyOwnership.BYOK, Decimal("0")) * tenant.byok_fee_percent / 100
-    return agency + byok
+    return billed_amount(
+        agency_cost=totals.get(KeyOwnership.AGENCY, Decimal("0")), byok_cost=totals.get(KeyOwnership.BYOK, Decimal("0")),
+        markup_percent=tenant.markup_percent, byok_fee_percent=tenant.byok_fee_percent,
+    )
 
 
 def spend_cap_check(tenant: Tenant) -> None:
