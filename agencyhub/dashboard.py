@@ -30,9 +30,8 @@ from django.utils import timezone
 from billing.models import KeyOwnership, UsageRecord
 from billing.services import billed_amount
 from conversations.models import Feedback
-from providers.breaker import breaker
 from providers.errors import NoPriceError
-from providers.health import health_summary
+from providers.health import circuits_not_closed, health_summary
 from providers.models import COST_PLACES, MTOK, Credential, LLMModel, ModelPrice, ModelTier, price_for
 from routing.models import RoutingPolicy
 from routing.planner import tier_models
@@ -274,24 +273,7 @@ def provider_figures(models: list[dict]) -> list[dict]:
 
 def open_breakers() -> list[dict]:
     """Circuits open, half-open or cooling down right now (from the shared state), with names for people."""
-    circuits = breaker().open_circuits()
-    if not circuits:
-        return []
-    credentials = {
-        c.pk: c for c in Credential.objects.filter(pk__in={c["credential_id"] for c in circuits}).select_related("provider", "tenant")
-    }
-    models = {m.pk: m for m in LLMModel.objects.filter(pk__in={c["model_id"] for c in circuits})}
-    out = []
-    for circuit in circuits:
-        credential, model = credentials.get(circuit["credential_id"]), models.get(circuit["model_id"])
-        out.append({
-            **circuit,
-            "provider": credential.provider.kind if credential else "",
-            "credential": credential.label if credential else f"#{circuit['credential_id']} (deleted)",
-            "owner": (credential.tenant.slug if credential.tenant_id else "agency") if credential else "",
-            "model": model.model_id if model else f"#{circuit['model_id']}",
-        })
-    return sorted(out, key=lambda c: (c["provider"], c["credential"], c["model"]))
+    return circuits_not_closed()
 
 
 def credentials_needing_attention() -> list[dict]:

@@ -20,9 +20,8 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from billing.budget import budget_usage_many
-from providers.breaker import breaker
+from providers.health import circuits_not_closed
 from providers.metrics import COST_UNIT, LATENCY_BUCKETS_MS, TOKEN_KINDS, metrics_read, split_field
-from providers.models import Credential, LLMModel
 from providers.state import UNAVAILABLE
 from tenants.models import Tenant
 
@@ -96,16 +95,10 @@ def _attempt_families(out: Exposition, attempts: dict[str, str]) -> None:
 
 
 def _breaker_family(out: Exposition) -> None:
-    circuits = breaker().open_circuits()
-    models = {m.pk: m for m in LLMModel.objects.select_related("provider").filter(pk__in={c["model_id"] for c in circuits})}
-    labels = dict(Credential.objects.filter(pk__in={c["credential_id"] for c in circuits}).values_list("pk", "label"))
-    samples = []
-    for circuit in circuits:
-        model = models.get(circuit["model_id"])
-        samples.append(("", {
-            "provider": model.provider.kind if model else "", "model": model.model_id if model else circuit["model_id"],
-            "credential": labels.get(circuit["credential_id"], circuit["credential_id"]), "state": circuit["state"],
-        }, 1))
+    samples = [
+        ("", {"provider": c["provider"], "model": c["model"], "credential": c["credential"], "state": c["state"]}, 1)
+        for c in circuits_not_closed()
+    ]
     out.family("agencyhub_circuit_not_closed", "gauge",
                "1 for each (credential, model) circuit that is open, half-open or cooling down.", samples)
 

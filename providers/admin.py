@@ -14,7 +14,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from tenants.admin_paginator import EstimatedCountPaginator
-from providers.breaker import breaker
+from providers.health import circuits_not_closed
 from providers.models import AttemptLog, Credential, LLMModel, ModelPrice, Provider, ProviderKind
 from providers.state import UNAVAILABLE
 
@@ -35,15 +35,20 @@ def _recent_attempts(*, errors: bool) -> Subquery:
 def _circuits_by_credential() -> dict[int, list[str]] | None:
     """Circuits that are not closed, per credential ("open: gpt-4o-mini"); None when the shared state is down."""
     try:
-        circuits = breaker().open_circuits()
+        circuits = circuits_not_closed()
     except UNAVAILABLE as exc:
         log.warning("admin: breaker state unavailable: %s", exc)
         return None
-    names = dict(LLMModel.objects.filter(pk__in={c["model_id"] for c in circuits}).values_list("pk", "model_id"))
     out: dict[int, list[str]] = {}
     for circuit in circuits:
-        out.setdefault(circuit["credential_id"], []).append(f"{circuit['state']}: {names.get(circuit['model_id'], circuit['model_id'])}")
+        out.setdefault(circuit["credential_id"], []).append(f"{circuit['state']}: {circuit['model']}")
     return out
+
+
+def _circuits_text(by_credential: dict[int, list[str]] | None, credential_id: int) -> str:
+    if by_credential is None:
+        return "unknown (shared state down)"
+    return ", ".join(by_credential.get(credential_id, [])) or "all closed"
 
 
 class EnableDisableActions:
@@ -140,21 +145,13 @@ class CredentialAdmin(EnableDisableActions, admin.ModelAdmin):
 
         @admin.display(description="circuits not closed")
         def breaker_state(obj: Credential) -> str:
-            by_credential = circuits()
-            if by_credential is None:
-                return "unknown (shared state down)"
-            return ", ".join(by_credential.get(obj.pk, [])) or "all closed"
+            return _circuits_text(circuits(), obj.pk)
 
         return (*self.list_display, breaker_state)
 
     @admin.display(description="circuits not closed")
     def circuits(self, obj: Credential) -> str:
-        if obj.pk is None:
-            return "-"
-        by_credential = _circuits_by_credential()
-        if by_credential is None:
-            return "unknown (shared state down)"
-        return ", ".join(by_credential.get(obj.pk, [])) or "all closed"
+        return _circuits_text(_circuits_by_credential(), obj.pk) if obj.pk is not None else "-"
 
     @admin.display(description="last error")
     def last_error_short(self, obj: Credential) -> str:

@@ -159,6 +159,31 @@ def attempt_logs_write(rows: list[AttemptLog]) -> None:
         AttemptLog.objects.bulk_create(rows)
 
 
+# --------------------------------------------------------------------------------------------- circuits
+
+def circuits_not_closed() -> list[dict]:
+    """`breaker().open_circuits()` with names for people: provider, credential label, owner, model id. Two queries
+    (credentials, models) however many circuits. For the admin, the dashboard and /metrics."""
+    circuits = breaker().open_circuits()
+    if not circuits:
+        return []
+    credentials = {
+        c.pk: c for c in Credential.objects.filter(pk__in={c["credential_id"] for c in circuits}).select_related("provider", "tenant")
+    }
+    models = {m.pk: m for m in LLMModel.objects.filter(pk__in={c["model_id"] for c in circuits}).select_related("provider")}
+    out = []
+    for circuit in circuits:
+        credential, model = credentials.get(circuit["credential_id"]), models.get(circuit["model_id"])
+        out.append({
+            **circuit,
+            "provider": (credential.provider.kind if credential else model.provider.kind if model else ""),
+            "credential": credential.label if credential else f"#{circuit['credential_id']} (deleted)",
+            "owner": (credential.tenant.slug if credential.tenant_id else "agency") if credential else "",
+            "model": model.model_id if model else f"#{circuit['model_id']}",
+        })
+    return sorted(out, key=lambda c: (c["provider"], c["credential"], c["model"]))
+
+
 # --------------------------------------------------------------------------------------------- health figures
 
 def _row(provider: str, model_id: int, name: str, requests: int, errors: int, request_errors: int,
