@@ -3,10 +3,9 @@ that own them (conversations/admin.py builds the full client page: apps import o
 
 from django.contrib import admin, messages
 from django.db.models import Count, Q
-from django.utils import timezone
 
 from tenants.models import ApiKey, Tenant
-from tenants.services import api_key_issue
+from tenants.services import api_key_issue, api_key_revoke
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -81,18 +80,16 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        raw, obj.prefix, obj.key_hash = ApiKey.generate()
-        super().save_model(request, obj, form, change)
+        issued = api_key_issue(key=obj)
         # Shown once, in the message after the save; only the hash and the prefix are stored.
         self.message_user(
-            request, f"New API key for {obj.tenant}: {raw} — copy it now, it will not be shown again.", messages.WARNING
+            request, f"New API key for {obj.tenant}: {issued.raw} — copy it now, it will not be shown again.", messages.WARNING
         )
 
     @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request, queryset):
-        now = timezone.now()
         keys = list(queryset.filter(revoked_at__isnull=True))
-        ApiKey.objects.filter(pk__in=[k.pk for k in keys]).update(revoked_at=now)
         for key in keys:
+            api_key_revoke(api_key=key)
             self.log_change(request, key, "Revoked.")
         self.message_user(request, f"Revoked {len(keys)} key(s).")

@@ -16,9 +16,13 @@ class IssuedKey:
     raw: str  # shown once, never stored
 
 
-def api_key_issue(*, tenant: Tenant, name: str = "") -> IssuedKey:
+def api_key_issue(*, tenant: Tenant | None = None, name: str = "", key: ApiKey | None = None) -> IssuedKey:
+    """Create a key for `tenant` — or give `key` (unsaved, e.g. from the admin's form, with its tenant and
+    settings) its secret and save it. Only the hash and a prefix are stored; the raw secret is returned once."""
     raw, prefix, key_hash = ApiKey.generate()
-    key = ApiKey.objects.create(tenant=tenant, name=name, prefix=prefix, key_hash=key_hash)
+    key = key if key is not None else ApiKey(tenant=tenant, name=name)
+    key.prefix, key.key_hash = prefix, key_hash
+    key.save()
     return IssuedKey(api_key=key, raw=raw)
 
 
