@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from django.utils import timezone
 
 from providers.models import LLMModel, ModelPrice
+from routing.planner import target_models
 
 
 def _label(model: LLMModel) -> str:
@@ -29,25 +30,6 @@ def price_problems(models: Iterable[LLMModel], *, where: str) -> list[str]:
         "Add a price to the model (Providers › Models) first, or choose another model."
         for m in models_without_price(models)
     ]
-
-
-def target_models(target, *, model: LLMModel | None = None, fallbacks: Iterable[LLMModel] | None = None) -> list[LLMModel]:
-    """A target's models: its model (or every enabled model of its tier) and its fallbacks. `model` / `fallbacks`
-    override the stored ones (a form being saved)."""
-    head: list[LLMModel]
-    if model is not None:
-        head = [model]
-    elif target.model_id:
-        head = [target.model]
-    elif target.tier:
-        head = list(LLMModel.objects.filter(tier=target.tier, is_enabled=True, provider__is_enabled=True).select_related("provider"))
-    else:
-        head = []
-    tail = list(fallbacks) if fallbacks is not None else (
-        [f.model for f in target.fallbacks.select_related("model__provider")] if target.pk else []
-    )
-    seen: set[int] = set()
-    return [m for m in head + tail if not (m.pk in seen or seen.add(m.pk))]
 
 
 def target_problems(target, *, where: str | None = None) -> list[str]:
