@@ -3,9 +3,8 @@ same for every message of a tenant: its policy and rules, the targets' models, t
 credentials, the calibrated thresholds.
 
 Consistency: every save or delete of a model the planner reads (providers, credentials, models, prices,
-policies, rules, targets, fallbacks, calibrations) replaces a random version token in the shared state
-(Redis), at once and again when the transaction commits (another process may have re-read the old rows in
-between). `plan_route` reads the token once per message (one GET) and uses this process's entries only if
+policies, rules, targets, fallbacks, calibrations) drops this process's entries at once and, when its
+transaction commits, replaces a random version token in the shared state (Redis). `plan_route` reads the token once per message (one GET) and uses this process's entries only if
 they were built under the same token. Entries also expire after `MAX_AGE_SECONDS`, which bounds what a change
 made without signals (a queryset `update()`; call `routing_config_changed()` after one) or a price whose
 `valid_from` has just arrived can leave stale.
@@ -85,9 +84,13 @@ def memo(key: Hashable, build: Callable[[], T]) -> T:
         return value
 
 
-def _bump() -> None:
+def _forget_local() -> None:
     global _store
     _store = {"token": None, "born": 0.0, "entries": {}}
+
+
+def _publish() -> None:
+    _forget_local()
     try:
         shared_state().set(VERSION_KEY, uuid.uuid4().hex)
     except Exception:
@@ -95,9 +98,13 @@ def _bump() -> None:
 
 
 def routing_config_changed(**_signal_kwargs) -> None:
-    """Invalidate every process's cached routing configuration (a signal receiver; call it after bulk updates)."""
-    _bump()
-    transaction.on_commit(_bump)
+    """Invalidate every process's cached routing configuration (a signal receiver; call it after bulk updates).
+
+    This process forgets its entries at once (no I/O); the new token is published to Redis when the transaction
+    commits (at once outside one), so no network call is made inside a database transaction and no other
+    process can re-read the old rows under the new token."""
+    _forget_local()
+    transaction.on_commit(_publish)
 
 
 def connect_signals() -> None:

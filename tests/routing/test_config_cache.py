@@ -51,3 +51,13 @@ def test_a_change_published_by_another_process_drops_the_cached_entries(tenant, 
     assert any("gpt-4o-mini" in label for label in labels(tenant))  # still cached: nothing was published
     shared_state().set(VERSION_KEY, "another-process-token")
     assert not any("gpt-4o-mini" in label for label in labels(tenant))
+
+
+def test_a_change_is_published_to_other_processes_when_it_commits(tenant, routed_policy, django_capture_on_commit_callbacks):
+    labels(tenant)
+    before = shared_state().get(VERSION_KEY)
+    with django_capture_on_commit_callbacks(execute=True):
+        routed_policy.name = "renamed"
+        routed_policy.save()
+        assert shared_state().get(VERSION_KEY) == before  # no Redis call inside the transaction
+    assert shared_state().get(VERSION_KEY) not in (before, None)
