@@ -12,7 +12,7 @@ from django.utils.html import format_html
 
 from tenants.admin_paginator import EstimatedCountPaginator
 from billing import views as billing_views
-from billing.invoicing import InvoiceError, credit_note_create, invoice_generate, invoice_issue, invoices_generate
+from billing.invoicing import InvoiceError, credit_note_create, invoice_issue, invoices_generate
 from billing.models import BudgetAlert, DailyUsage, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, UsageRecord
 from providers.admin import ProviderKindFilter, SlowFilter
 from tenants.models import Tenant
@@ -183,7 +183,8 @@ class InvoiceAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = GenerateInvoicesForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            invoices = invoices_generate(month=form.cleaned_data["month"], tenant=form.cleaned_data["tenant"])
+            chosen = form.cleaned_data["tenant"]
+            invoices = invoices_generate(month=form.cleaned_data["month"], tenants=[chosen] if chosen else None)
             drafts = sum(1 for invoice in invoices if invoice.status == InvoiceStatus.DRAFT)
             self.message_user(request, f"{drafts} draft(s) generated or refreshed; {len(invoices) - drafts} already issued, left alone.")
             return redirect("admin:billing_invoice_changelist")
@@ -192,10 +193,11 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Generate / refresh draft", permissions=["change"])
     def refresh_drafts(self, request, queryset):
-        refreshed = 0
+        by_month: dict[date, list[Tenant]] = {}
         for invoice in queryset.filter(kind=InvoiceKind.INVOICE, status=InvoiceStatus.DRAFT).select_related("tenant"):
-            invoice_generate(tenant=invoice.tenant, month=invoice.period_start)
-            refreshed += 1
+            by_month.setdefault(invoice.period_start, []).append(invoice.tenant)
+        # One roll-up per month for the selected clients, not one per invoice.
+        refreshed = sum(len(invoices_generate(month=month, tenants=tenants)) for month, tenants in by_month.items())
         self.message_user(request, f"Refreshed {refreshed} draft(s) from the ledger; issued invoices are never rebuilt.")
 
     @admin.action(description="Issue (number and freeze)", permissions=["change"])

@@ -132,30 +132,32 @@ def _invoice_build(tenant: Tenant, start: date, end: date, lines: list[_LineData
 
 def invoice_generate(*, tenant: Tenant, month: date) -> Invoice:
     """Build (or rebuild) the tenant's draft invoice for the month from fresh roll-ups. An issued invoice for
-    that month is returned untouched. The month's roll-ups are rebuilt first, so late ledger rows count."""
-    start, end = month_bounds(month)
-    rollup_usage(start=start, end=end)
-    return _invoice_build(tenant, start, end, _month_lines(start, end, [tenant.pk]).get(tenant.pk, []))
+    that month is returned untouched. The tenant's roll-ups for the month are rebuilt first, so late rows count."""
+    [invoice] = invoices_generate(month=month, tenants=[tenant])
+    return invoice
 
 
-def invoices_generate(*, month: date, tenant: Tenant | None = None, progress: Progress | None = None) -> list[Invoice]:
-    """Draft invoices for every tenant with usage in the month (or just `tenant`), after one roll-up of the month.
+def invoices_generate(
+    *, month: date, tenants: Iterable[Tenant] | None = None, progress: Progress | None = None,
+) -> list[Invoice]:
+    """Draft invoices for every tenant with usage in the month (or just `tenants`), after one roll-up of the month
+    (of those tenants' rows only, when given).
 
     Tenants deactivated since are included: they still owe the month's usage. Each tenant is built in its own
     transaction, so a failure leaves the others done and a rerun picks up where it stopped."""
     start, end = month_bounds(month)
-    rollup_usage(start=start, end=end)
-    lines = _month_lines(start, end, [tenant.pk] if tenant else None)
-    if tenant is not None:
-        tenants = [tenant]
-    else:
-        tenants = list(Tenant.objects.filter(pk__in=lines.keys()).order_by("slug"))
+    chosen = sorted(tenants, key=lambda t: t.slug) if tenants is not None else None
+    ids = [t.pk for t in chosen] if chosen is not None else None
+    rollup_usage(start=start, end=end, tenant_ids=ids)
+    lines = _month_lines(start, end, ids)
+    if chosen is None:
+        chosen = list(Tenant.objects.filter(pk__in=lines.keys()).order_by("slug"))
     invoices = []
-    for index, each in enumerate(tenants, start=1):
+    for index, each in enumerate(chosen, start=1):
         invoice = _invoice_build(each, start, end, lines.get(each.pk, []))
         invoices.append(invoice)
         if progress:
-            progress(index, len(tenants), invoice)
+            progress(index, len(chosen), invoice)
     return invoices
 
 

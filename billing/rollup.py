@@ -7,6 +7,7 @@ happens here; invoices round to the cent).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
 from django.db import connection, transaction
@@ -33,7 +34,7 @@ FROM (
            SUM(u.cached_input_tokens) AS cached_input_tokens, SUM(u.cache_write_tokens) AS cache_write_tokens,
            SUM(u.reasoning_tokens) AS reasoning_tokens, SUM(u.cost) AS cost
     FROM {ledger} u
-    WHERE u.local_date >= %s AND u.local_date <= %s
+    WHERE u.local_date >= %s AND u.local_date <= %s {only_tenants}
     GROUP BY u.tenant_id, u.local_date, u.provider_kind, u.model_id, u.ownership
 ) g JOIN {tenant} t ON t.id = g.tenant_id
 """
@@ -42,14 +43,22 @@ FROM (
 ROLLUP_WORK_MEM = "256MB"
 
 
-def rollup_usage(*, start: date, end: date | None = None) -> int:
-    """Rebuild DailyUsage for the days start..end (inclusive). Returns the number of roll-up rows."""
+def rollup_usage(*, start: date, end: date | None = None, tenant_ids: Iterable[int] | None = None) -> int:
+    """Rebuild DailyUsage for the days start..end (inclusive), for every tenant or only `tenant_ids` (one client's
+    invoice re-rolls that client's rows, not everyone's). Returns the number of roll-up rows."""
     end = end or start
-    sql = ROLLUP_SQL.format(daily=DailyUsage._meta.db_table, ledger=UsageRecord._meta.db_table, tenant=Tenant._meta.db_table)
+    ids = sorted(set(tenant_ids)) if tenant_ids is not None else None
+    sql = ROLLUP_SQL.format(
+        daily=DailyUsage._meta.db_table, ledger=UsageRecord._meta.db_table, tenant=Tenant._meta.db_table,
+        only_tenants="" if ids is None else "AND u.tenant_id IN ({})".format(", ".join(["%s"] * len(ids)) or "NULL"),
+    )
+    stale = DailyUsage.objects.filter(day__gte=start, day__lte=end)
+    if ids is not None:
+        stale = stale.filter(tenant_id__in=ids)
     with transaction.atomic():
-        DailyUsage.objects.filter(day__gte=start, day__lte=end).delete()
+        stale.delete()
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
                 cursor.execute(f"SET LOCAL work_mem = '{ROLLUP_WORK_MEM}'")
-            cursor.execute(sql, [timezone.now(), start, end])
+            cursor.execute(sql, [timezone.now(), start, end, *(ids or [])])
             return cursor.rowcount

@@ -139,3 +139,21 @@ def test_the_nightly_task_rolls_up_yesterday(models, tenants):
 
     row = DailyUsage.objects.get(tenant=acme)
     assert (row.day, row.calls) == (yesterday.date(), 1)
+
+
+def test_rolling_up_one_tenant_leaves_the_others_rows_alone(month_of_calls, models):
+    acme, globex = month_of_calls
+    november = {"start": date(2026, 11, 1), "end": date(2026, 11, 30)}
+    rollup_usage(**november)
+    everything = rollup_by_key()
+    call(acme, models["mini"], datetime(2026, 11, 10, 12, 0, tzinfo=UTC))  # a late row for each tenant
+    call(globex, models["mini"], datetime(2026, 11, 10, 12, 0, tzinfo=UTC))
+
+    rollup_usage(**november, tenant_ids=[acme.pk])
+
+    after = rollup_by_key()
+    assert {k: v for k, v in after.items() if k[0] == globex.pk} == {k: v for k, v in everything.items() if k[0] == globex.pk}
+    acme_rollup = {k: v[:-1] for k, v in after.items() if k[0] == acme.pk}  # without billed_amount
+    acme_ledger = {k: v for k, v in ledger_by_key().items() if k[0] == acme.pk and k[1].month == 11}
+    assert acme_rollup == acme_ledger  # the late acme row counted
+    assert acme_rollup != {k: v[:-1] for k, v in everything.items() if k[0] == acme.pk}

@@ -42,7 +42,7 @@ class Command(BaseCommand):
         def progress(done: int, total: int, invoice: Invoice) -> None:
             self.stderr.write(f"[{done}/{total}] {invoice.tenant.slug}: {invoice.total} {invoice.currency} ({invoice.status})")
 
-        invoices = invoices_generate(month=first, tenant=only, progress=progress)
+        invoices = invoices_generate(month=first, tenants=[only] if only else None, progress=progress)
         if issue:
             invoices = [invoice_issue(invoice=i) if i.status == InvoiceStatus.DRAFT else i for i in invoices]
             self.stderr.write(f"issued {len(invoices)} invoice(s)")
