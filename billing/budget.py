@@ -86,12 +86,7 @@ def seconds_until_reset(tenant: Tenant) -> int:
 
 def budget_usage(tenant: Tenant) -> tuple[int, int]:
     """(tokens settled today, tokens reserved by calls in flight)."""
-    state = shared_state()
-    day = budget_day(tenant)
-    values = state.mget([_used_key(tenant.pk, day), *_live_bucket_keys(tenant.pk, day, time.time())])
-    used = int(values[0] or 0)
-    reserved = sum(max(0, int(v or 0)) for v in values[1:])
-    return used, reserved
+    return budget_usage_many([tenant])[tenant.pk]
 
 
 def budget_usage_many(tenants: list[Tenant]) -> dict[int, tuple[int, int]]:

@@ -100,7 +100,7 @@ def attempts_html(message: Message) -> str:
     )
 
 
-class MessageInline(admin.StackedInline):
+class MessageInline(ReadOnlyMixin, admin.StackedInline):
     """The transcript: every message in order; replies show what answered, what it cost and why it was routed there."""
 
     model = Message
@@ -117,12 +117,6 @@ class MessageInline(admin.StackedInline):
         "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost", "latency_ms", "route_reason", "complexity_score",
         "attempts", "error_code", "error_detail",
     )
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="attempts")
     def attempts(self, obj: Message) -> str:

@@ -27,30 +27,19 @@ from billing.models import (
 from billing.rendering import invoice_csv, invoice_pdf
 from billing.services import usage_record_append
 from billing.tasks import generate_monthly_invoices
-from providers.catalog import catalog_load
-from providers.models import LLMModel, ModelPrice
+from providers.models import ModelPrice
 from providers.services import credential_set
 from providers.types import ChatResult, FinishReason, Usage
 from tenants.services import api_key_issue, tenant_create
 
 pytestmark = pytest.mark.django_db
 
-CATALOG_AT = datetime(2026, 10, 1, tzinfo=UTC)
 NOVEMBER = date(2026, 11, 1)
 CENT = Decimal("0.01")
 
 
 def cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
-
-
-@pytest.fixture
-def models():
-    catalog_load(at=CATALOG_AT)
-    return {
-        "haiku": LLMModel.objects.get(provider__kind="anthropic", model_id="claude-haiku-4-5"),
-        "mini": LLMModel.objects.get(provider__kind="openai", model_id="gpt-4o-mini"),
-    }
 
 
 def make_tenant(slug, markup="0", byok_fee="0", tz="UTC"):

@@ -9,26 +9,14 @@ from billing.models import DailyUsage, KeyOwnership, UsageRecord
 from billing.rollup import rollup_usage
 from billing.services import usage_record_append
 from billing.tasks import rollup_yesterday
-from providers.catalog import catalog_load
-from providers.models import LLMModel
 from providers.services import credential_set
 from providers.types import ChatResult, FinishReason, Usage
 from tenants.services import tenant_create
 
 pytestmark = pytest.mark.django_db
 
-CATALOG_AT = datetime(2026, 10, 1, tzinfo=UTC)
 SUMS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 KEY = ("tenant_id", "day", "provider_kind", "model_id", "ownership")
-
-
-@pytest.fixture
-def models():
-    catalog_load(at=CATALOG_AT)
-    return {
-        "haiku": LLMModel.objects.get(provider__kind="anthropic", model_id="claude-haiku-4-5"),
-        "mini": LLMModel.objects.get(provider__kind="openai", model_id="gpt-4o-mini"),
-    }
 
 
 @pytest.fixture
