@@ -55,6 +55,11 @@ class Posted:
     replayed: bool = False
     claimed: bool = False  # the reply was created already running, owned by this request (see message_post)
 
+    @property
+    def claimed_reply(self) -> Message | None:
+        """The reply to pass to reply_generate / reply_stream as `claimed`: this request owns it."""
+        return self.reply if self.claimed else None
+
 
 class ReplyFailed(Exception):
     """Every candidate failed (or none could be planned). The reply is stored as failed."""

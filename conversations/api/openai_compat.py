@@ -171,7 +171,7 @@ class ChatCompletions(APIView):
         if stream and not posted.replayed:
             return self._stream(posted, overrides, include_usage)
         try:
-            reply = reply_generate(reply_id=posted.reply.pk, overrides=overrides, claimed=posted.reply if posted.claimed else None)
+            reply = reply_generate(reply_id=posted.reply.pk, overrides=overrides, claimed=posted.claimed_reply)
         except ReplyFailed as failed:
             raise reply_failed_error(failed) from None
         if reply.status != "completed":
@@ -194,7 +194,7 @@ class ChatCompletions(APIView):
         return response
 
     def _stream(self, posted: Posted, overrides: Overrides, include_usage: bool):
-        chunks = reply_stream(reply_id=posted.reply.pk, overrides=overrides, claimed=posted.reply if posted.claimed else None)
+        chunks = reply_stream(reply_id=posted.reply.pk, overrides=overrides, claimed=posted.claimed_reply)
         first = next(chunks)
         if first.kind == "error":
             raise reply_failed_error(first.error)

@@ -118,7 +118,7 @@ class MessageCreate(APIView):
         if mode == "stream" and not posted.replayed:
             return allow(self._stream(posted), origin)
         try:
-            reply = reply_generate(reply_id=posted.reply.pk, claimed=posted.reply if posted.claimed else None)
+            reply = reply_generate(reply_id=posted.reply.pk, claimed=posted.claimed_reply)
         except ReplyFailed as failed:
             raise reply_failed_error(failed) from None
         if posted.replayed and reply.status == "failed":
@@ -128,7 +128,7 @@ class MessageCreate(APIView):
         return allow(Response(_posted_payload(posted), status=code), origin)
 
     def _stream(self, posted: Posted):
-        chunks = reply_stream(reply_id=posted.reply.pk, claimed=posted.reply if posted.claimed else None)
+        chunks = reply_stream(reply_id=posted.reply.pk, claimed=posted.claimed_reply)
         first = next(chunks)
         if first.kind == "error":  # nothing reached the client yet: answer with a plain error status
             raise reply_failed_error(first.error)
