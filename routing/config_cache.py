@@ -10,7 +10,8 @@ made without signals (a queryset `update()`; call `routing_config_changed()` aft
 `valid_from` has just arrived can leave stale.
 
 Outside `planning()` (drills, the dashboard, the shell) nothing is cached: each call reads the database.
-Cached model instances are shared between threads: treat them as read-only.
+Cached values are shared between threads: the planner caches tuples, not lists, and the model instances in them
+are read-only by convention.
 """
 
 from __future__ import annotations

@@ -89,9 +89,9 @@ def policy_for(tenant: Tenant, override: RoutingPolicy | None = None) -> Routing
     ))
 
 
-def policy_rules(policy: RoutingPolicy) -> list[RoutingRule]:
+def policy_rules(policy: RoutingPolicy) -> tuple[RoutingRule, ...]:
     """The policy's enabled rules, in order."""
-    return memo(("rules", policy.pk), lambda: list(policy.rules.filter(is_enabled=True).select_related("target__model__provider")))
+    return memo(("rules", policy.pk), lambda: tuple(policy.rules.filter(is_enabled=True).select_related("target__model__provider")))
 
 
 # --- conditions -------------------------------------------------------------------------------------
@@ -169,20 +169,20 @@ def _price_key(model: LLMModel) -> Decimal:
     return memo(("price", model.pk), key)
 
 
-def tier_models(tier: str) -> list[LLMModel]:
+def tier_models(tier: str) -> tuple[LLMModel, ...]:
     """Every enabled model of a tier, cheapest first."""
-    return memo(("tier", tier), lambda: sorted(
+    return memo(("tier", tier), lambda: tuple(sorted(
         LLMModel.objects.filter(tier=tier, is_enabled=True, provider__is_enabled=True).select_related("provider"), key=_price_key
-    ))
+    )))
 
 
-def target_models(target: RoutingTarget) -> list[LLMModel]:
+def target_models(target: RoutingTarget) -> tuple[LLMModel, ...]:
     """The target's models in chain order (before strategy): the model or the tier's, then its fallbacks."""
-    def models() -> list[LLMModel]:
-        head = [target.model] if target.model_id else tier_models(target.tier)
-        fallbacks = [f.model for f in target.fallbacks.select_related("model__provider")]
+    def models() -> tuple[LLMModel, ...]:
+        head = (target.model,) if target.model_id else tier_models(target.tier)
+        fallbacks = tuple(f.model for f in target.fallbacks.select_related("model__provider"))
         seen: set[int] = set()
-        return [m for m in head + fallbacks if not (m.pk in seen or seen.add(m.pk))]
+        return tuple(m for m in head + fallbacks if not (m.pk in seen or seen.add(m.pk)))
 
     return memo(("target", target.pk), models)
 
@@ -201,10 +201,10 @@ def can_take(model: LLMModel, ctx: RoutingContext) -> str | None:
     return None
 
 
-def credentials_by_provider(tenant: Tenant | None, allow_agency: bool = True) -> dict[int, list[Credential]]:
+def credentials_by_provider(tenant: Tenant | None, allow_agency: bool = True) -> dict[int, tuple[Credential, ...]]:
     """Usable credentials per provider id: the tenant's own first, then the agency's where allowed."""
 
-    def build() -> dict[int, list[Credential]]:
+    def build() -> dict[int, tuple[Credential, ...]]:
         by_provider: dict[int, list[Credential]] = {}
         usable = Credential.objects.usable().select_related("provider", "tenant")
         own = usable.for_tenant(tenant).order_by("pk") if tenant is not None else []
@@ -213,7 +213,7 @@ def credentials_by_provider(tenant: Tenant | None, allow_agency: bool = True) ->
         for credential in usable.agency().order_by("pk"):
             if allow_agency or credential.provider_id not in by_provider:
                 by_provider.setdefault(credential.provider_id, []).append(credential)
-        return by_provider
+        return {provider_id: tuple(credentials) for provider_id, credentials in by_provider.items()}
 
     return memo(("credentials", tenant.pk if tenant is not None else None, allow_agency), build)
 
@@ -242,22 +242,22 @@ def _widen(ctx: RoutingContext, target_tier: str | None) -> list[LLMModel]:
     return sorted(capable, key=lambda m: (abs(TIER_ORDER.get(m.tier, 9) - wanted), _price_key(m), m.model_id))
 
 
-def _default_chain() -> list[LLMModel]:
+def _default_chain() -> tuple[LLMModel, ...]:
     """With no policy anywhere: each provider's cheapest economy model, cheapest first."""
-    def build() -> list[LLMModel]:
+    def build() -> tuple[LLMModel, ...]:
         best: dict[int, tuple] = {}
         for model in LLMModel.objects.filter(is_enabled=True, provider__is_enabled=True).select_related("provider"):
             key = (TIER_ORDER.get(model.tier, 9), _price_key(model), model.model_id)
             if key[1] != Decimal("Infinity") and (model.provider_id not in best or key < best[model.provider_id][0]):
                 best[model.provider_id] = (key, model)
-        return [model for _, model in sorted(best.values(), key=lambda item: item[0])]
+        return tuple(model for _, model in sorted(best.values(), key=lambda item: item[0]))
 
     return memo(("default-chain",), build)
 
 
-def resolve_model(name: str) -> list[LLMModel]:
+def resolve_model(name: str) -> tuple[LLMModel, ...]:
     """Catalogue models called `name` (the provider's model id)."""
-    found = memo(("model", name), lambda: list(
+    found = memo(("model", name), lambda: tuple(
         LLMModel.objects.filter(model_id=name, is_enabled=True, provider__is_enabled=True).select_related("provider")
     ))
     if not found:
@@ -283,7 +283,7 @@ def _plan(ctx: RoutingContext) -> Plan:
     elif ctx.requested_model and ctx.requested_model != "auto":
         models = resolve_model(ctx.requested_model)
         if policy:
-            models = models + target_models(policy.default_target)  # never extend a cached list in place
+            models = models + target_models(policy.default_target)
         reason = f"requested model {ctx.requested_model}"
     elif policy:
         for rule in policy_rules(policy):
