@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
@@ -11,12 +12,12 @@ from django.utils import timezone
 
 from billing.models import KeyOwnership, UsageRecord
 from providers.metrics import metrics_usage_record
-from providers.models import Credential, LLMModel, price_for
+from providers.models import Credential, LLMModel, ModelPrice, price_for, price_in_force
 from providers.types import ChatResult
 from tenants.models import Tenant
 
 
-def usage_record_append(
+def usage_record_build(
     *,
     tenant: Tenant,
     model: LLMModel,
@@ -25,12 +26,16 @@ def usage_record_append(
     conversation_id: UUID | None = None,
     message_id: UUID | None = None,
     at: datetime | None = None,
+    prices: Iterable[ModelPrice] | None = None,
 ) -> UsageRecord:
-    """Append one ledger row, priced at the list price in force at `at` (NoPriceError if none)."""
+    """One ledger row, unsaved, priced at the list price in force at `at` (NoPriceError if none).
+
+    `prices`: the model's dated prices if the caller has them (the chat engine's routing plan caches them), else
+    they are read from the database."""
     at = at or timezone.now()
-    price = price_for(model, at)
+    price = price_for(model, at) if prices is None else price_in_force(model, prices, at)
     usage = result.usage
-    record = UsageRecord.objects.create(
+    return UsageRecord(
         tenant=tenant,
         conversation_id=conversation_id,
         message_id=message_id,
@@ -53,17 +58,26 @@ def usage_record_append(
         created_at=at,
         local_date=tenant_local_date(tenant, at),
     )
-    # Counted for /metrics once the row is committed (a rolled-back call was not billed; and no network call is
-    # made inside a transaction).
-    counts = {
-        "provider": record.provider_kind, "model": model.model_id, "cost": record.cost, "latency_ms": record.latency_ms,
-        "tokens": {
-            "input": usage.input_tokens, "output": usage.output_tokens, "cached_input": usage.cached_input_tokens,
-            "cache_write": usage.cache_write_tokens, "reasoning": usage.reasoning_tokens,
-        },
-    }
-    transaction.on_commit(lambda: metrics_usage_record(**counts), robust=True)
+
+
+def usage_record_append(**kwargs) -> UsageRecord:
+    """Append one ledger row (usage_record_build's arguments), counted for /metrics once it is committed."""
+    record = usage_record_build(**kwargs)
+    record.save()
+    transaction.on_commit(lambda: usage_record_counted(record), robust=True)
     return record
+
+
+def usage_record_counted(record: UsageRecord) -> None:
+    """Count a committed ledger row for /metrics (a rolled-back call was not billed, so count only after the commit;
+    and never make this network call inside a transaction)."""
+    metrics_usage_record(
+        provider=record.provider_kind, model=record.model.model_id, cost=record.cost, latency_ms=record.latency_ms,
+        tokens={
+            "input": record.input_tokens, "output": record.output_tokens, "cached_input": record.cached_input_tokens,
+            "cache_write": record.cache_write_tokens, "reasoning": record.reasoning_tokens,
+        },
+    )
 
 
 def tenant_local_date(tenant: Tenant, at: datetime) -> date:

@@ -15,14 +15,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.alerts import budget_alerts_check
 from billing.budget import BudgetExceeded, Reservation, budget_day, budget_release, budget_reserve, budget_settle
-from billing.services import SpendCapReached, spend_cap_check, usage_record_append
+from billing.services import SpendCapReached, spend_cap_check, usage_record_build, usage_record_counted
 from conversations.context import PER_MESSAGE_OVERHEAD, estimate_tokens, history_for, merge_roles, trim_to_window
 from conversations.models import Assistant, Conversation, Message, MessageRole, MessageStatus
+from conversations.writes import messages_insert, reply_complete_write
 from providers.errors import NoPriceError
 from providers.health import attempt_logs_write
 from providers.models import ModelTier
@@ -101,27 +102,26 @@ def message_post(
         replay = _replay(tenant, idempotency_key)
         if replay:
             return replay
+    user_message = Message(
+        tenant=tenant, conversation=conversation, role=MessageRole.USER, content=content,
+        escalate=escalate, metadata=metadata or {}, idempotency_key=idempotency_key,
+    )
+    reply = Message(
+        tenant=tenant, conversation=conversation, role=MessageRole.ASSISTANT, reply_to=user_message, mode=mode,
+        status=MessageStatus.RUNNING if claim else MessageStatus.QUEUED, started_at=timezone.now() if claim else None,
+    )
     try:
-        with transaction.atomic():
-            user_message = Message.objects.create(
-                tenant=tenant, conversation=conversation, role=MessageRole.USER, content=content,
-                escalate=escalate, metadata=metadata or {}, idempotency_key=idempotency_key,
-            )
-            reply = Message.objects.create(
-                tenant=tenant, conversation=conversation, role=MessageRole.ASSISTANT, reply_to=user_message, mode=mode,
-                status=MessageStatus.RUNNING if claim else MessageStatus.QUEUED, started_at=timezone.now() if claim else None,
-            )
-            Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-            if mode == "async":
-                from conversations.tasks import generate_reply
-
-                transaction.on_commit(lambda: generate_reply.delay(str(reply.pk)))
+        messages_insert(conversation, user_message, reply, savepoint=bool(idempotency_key))
     except IntegrityError:
         # The same Idempotency-Key raced us: the other request's pair is the answer.
         replay = _replay(tenant, idempotency_key) if idempotency_key else None
         if replay is None:
             raise
         return replay
+    if mode == "async":
+        from conversations.tasks import generate_reply
+
+        transaction.on_commit(lambda: generate_reply.delay(str(reply.pk)))
     return Posted(user_message=user_message, reply=reply, claimed=claim)
 
 
@@ -258,43 +258,37 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     result = execution.result
     candidate = execution.candidate
     usage = result.usage
-    with transaction.atomic():
-        # Lock the row; only its status matters (the rest of `reply` was loaded by this claimant).
-        stored_status = Message.objects.select_for_update().filter(pk=reply.pk).values_list("status", flat=True).get()
-        attempt_logs_write(execution.unsaved_logs)
-        if stored_status == MessageStatus.COMPLETED:
-            return _load(reply.pk)  # finished by another claimant; never bill twice
-        record = usage_record_append(
-            tenant=reply.tenant, model=candidate.model, credential=candidate.credential, result=result,
-            conversation_id=reply.conversation_id, message_id=reply.pk,
-        )
-        reply.status = MessageStatus.COMPLETED
-        reply.content = result.text
-        reply.model = candidate.model
-        reply.provider_kind = candidate.model.provider.kind
-        reply.model_name = result.model or candidate.model.model_id
-        reply.finish_reason = result.finish_reason.value
-        reply.input_tokens = usage.input_tokens
-        reply.output_tokens = usage.output_tokens
-        reply.cached_input_tokens = usage.cached_input_tokens
-        reply.cache_write_tokens = usage.cache_write_tokens
-        reply.reasoning_tokens = usage.reasoning_tokens
-        reply.cost = record.cost
-        reply.latency_ms = result.latency_ms
-        reply.ttft_ms = result.ttft_ms
-        reply.route_reason = plan.reason
-        reply.complexity_score = plan.details.get("complexity")
-        reply.route_decision = {**_decision(plan, execution.attempts), "tool_calls": result.tool_calls}
-        reply.error_code = ""
-        reply.error_detail = ""
-        reply.completed_at = timezone.now()
-        reply.save(update_fields=COMPLETED_FIELDS)
-        Conversation.objects.filter(pk=reply.conversation_id).update(
-            input_tokens=F("input_tokens") + usage.total_input_tokens,
-            output_tokens=F("output_tokens") + usage.output_tokens,
-            cost=F("cost") + record.cost,
-            updated_at=timezone.now(),
-        )
+    record = usage_record_build(
+        tenant=reply.tenant, model=candidate.model, credential=candidate.credential, result=result,
+        conversation_id=reply.conversation_id, message_id=reply.pk, prices=plan.prices.get(candidate.model.pk),
+    )
+    reply.status = MessageStatus.COMPLETED
+    reply.content = result.text
+    reply.model = candidate.model
+    reply.provider_kind = candidate.model.provider.kind
+    reply.model_name = result.model or candidate.model.model_id
+    reply.finish_reason = result.finish_reason.value
+    reply.input_tokens = usage.input_tokens
+    reply.output_tokens = usage.output_tokens
+    reply.cached_input_tokens = usage.cached_input_tokens
+    reply.cache_write_tokens = usage.cache_write_tokens
+    reply.reasoning_tokens = usage.reasoning_tokens
+    reply.cost = record.cost
+    reply.latency_ms = result.latency_ms
+    reply.ttft_ms = result.ttft_ms
+    reply.route_reason = plan.reason
+    reply.complexity_score = plan.details.get("complexity")
+    reply.route_decision = {**_decision(plan, execution.attempts), "tool_calls": result.tool_calls}
+    reply.error_code = ""
+    reply.error_detail = ""
+    reply.completed_at = timezone.now()
+    completed = reply_complete_write(
+        reply, COMPLETED_FIELDS, record=record, attempt_logs=execution.unsaved_logs, conversation_id=reply.conversation_id,
+        input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens, cost=record.cost,
+    )
+    if not completed:
+        return _load(reply.pk)  # finished by another claimant; never bill twice
+    transaction.on_commit(lambda: usage_record_counted(record), robust=True)
     return reply
 
 

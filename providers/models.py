@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
@@ -201,11 +202,23 @@ def price_for(model: LLMModel, at: datetime | None = None) -> ModelPrice:
     at = at or timezone.now()
     price = model.prices.filter(valid_from__lte=at).order_by("-valid_from").first()
     if price is None:
-        raise NoPriceError(
-            f"No price in force for {model.provider.kind}:{model.model_id} at {at.isoformat()}: "
-            "add a ModelPrice (or run `manage.py load_catalog`) before using this model."
-        )
+        raise _no_price(model, at)
     return price
+
+
+def price_in_force(model: LLMModel, prices: Iterable[ModelPrice], at: datetime) -> ModelPrice:
+    """`price_for` from the model's dated prices already in memory (e.g. cached by the planner): no query."""
+    price = max((p for p in prices if p.valid_from <= at), key=lambda p: p.valid_from, default=None)
+    if price is None:
+        raise _no_price(model, at)
+    return price
+
+
+def _no_price(model: LLMModel, at: datetime) -> NoPriceError:
+    return NoPriceError(
+        f"No price in force for {model.provider.kind}:{model.model_id} at {at.isoformat()}: "
+        "add a ModelPrice (or run `manage.py load_catalog`) before using this model."
+    )
 
 
 class AttemptLog(models.Model):

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
 
+from django.utils import timezone
+
 from providers.breaker import breaker
 from providers.errors import NoPriceError
-from providers.models import Capability, Credential, LLMModel, ModelTier, price_for
+from providers.models import Capability, Credential, LLMModel, ModelPrice, ModelTier, price_in_force
 from routing.complexity.quantiles import share_threshold
 from routing.config_cache import memo, planning
 from routing.models import ComplexityCalibration, RoutingPolicy, RoutingRule, RoutingTarget, Strategy
@@ -48,6 +50,7 @@ class Plan:
     candidates: list[Candidate]
     reason: str
     details: dict = field(default_factory=dict)
+    prices: dict[int, tuple[ModelPrice, ...]] = field(default_factory=dict)  # model pk -> its dated prices, for the ledger
 
 
 @dataclass
@@ -158,15 +161,17 @@ def rule_matches(rule: RoutingRule, ctx: RoutingContext, policy: RoutingPolicy, 
 # --- targets -> models -> candidates ----------------------------------------------------------------
 
 
-def _price_key(model: LLMModel) -> Decimal:
-    def key() -> Decimal:
-        try:
-            price = price_for(model)
-        except NoPriceError:
-            return Decimal("Infinity")
-        return price.input_per_mtok + price.output_per_mtok
+def model_prices(model: LLMModel) -> tuple[ModelPrice, ...]:
+    """Every dated price of a model (cached with the configuration; `price_in_force` picks the one in force)."""
+    return memo(("prices", model.pk), lambda: tuple(model.prices.all()))
 
-    return memo(("price", model.pk), key)
+
+def _price_key(model: LLMModel) -> Decimal:
+    try:
+        price = price_in_force(model, model_prices(model), timezone.now())
+    except NoPriceError:
+        return Decimal("Infinity")
+    return price.input_per_mtok + price.output_per_mtok
 
 
 def tier_models(tier: str) -> tuple[LLMModel, ...]:
@@ -329,4 +334,4 @@ def _plan(ctx: RoutingContext) -> Plan:
             "no enabled model with a usable provider credential can take this request"
             + (f" (excluded: {excluded})" if excluded else "")
         )
-    return Plan(candidates=candidates, reason=reason, details=details)
+    return Plan(candidates=candidates, reason=reason, details=details, prices={c.model.pk: model_prices(c.model) for c in candidates})

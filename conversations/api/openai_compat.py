@@ -106,6 +106,7 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
 
 
 def _conversation_for(request: Request, user: str) -> Conversation:
+    """The conversation a call belongs to; unsaved if it is a new one (message_post stores it with the messages)."""
     tenant = request.user.tenant
     assistant = scoped_assistant(request) or access_assistant(tenant=tenant)
     header = request.headers.get("X-Conversation-Id", "").strip()
@@ -120,7 +121,8 @@ def _conversation_for(request: Request, user: str) -> Conversation:
     elif user:
         ref = f"user:{user[:240]}"
     else:
-        return Conversation.objects.create(tenant=tenant, assistant=assistant, metadata={"source": "openai"})
+        # A new conversation: stored with its first messages, in message_post's one statement.
+        return Conversation(tenant=tenant, assistant=assistant, metadata={"source": "openai"})
     try:
         with transaction.atomic():
             conversation, _ = Conversation.objects.get_or_create(
@@ -162,12 +164,11 @@ class ChatCompletions(APIView):
     )
     def post(self, request: Request):
         overrides, stream, include_usage, last_text = parse_request(request.data)
-        with transaction.atomic():  # a new conversation and the message pair: one commit
-            conversation = _conversation_for(request, request.data.get("user") or "")
-            posted = message_post(
-                tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",
-                idempotency_key=request.headers.get("Idempotency-Key", "")[:255], claim=True,
-            )
+        conversation = _conversation_for(request, request.data.get("user") or "")
+        posted = message_post(
+            tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:255], claim=True,
+        )
         if stream and not posted.replayed:
             return self._stream(posted, overrides, include_usage)
         try:
