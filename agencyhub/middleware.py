@@ -4,6 +4,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from agencyhub.exceptions import error_body
+from tenants.config_cache import config_scope
 
 
 class RequestSizeLimitMiddleware:
@@ -23,3 +24,19 @@ class RequestSizeLimitMiddleware:
                 status=413,
             )
         return self.get_response(request)
+
+
+class ConfigScopeMiddleware:
+    """One configuration-cache scope per client API request (tenants.config_cache): the key, its tenant and
+    assistant and the routing configuration are read from this process's cache, after one version check."""
+
+    PREFIXES = ("/api/v1/", "/v1/")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(self.PREFIXES):
+            return self.get_response(request)
+        with config_scope():
+            return self.get_response(request)

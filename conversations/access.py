@@ -7,6 +7,7 @@ from uuid import UUID
 from django.db import IntegrityError, transaction
 
 from conversations.models import Assistant, Conversation, Message
+from tenants.config_cache import memo
 from tenants.models import Tenant
 
 
@@ -38,8 +39,8 @@ def access_message(*, tenant: Tenant, message_id: str | UUID) -> Message:
 
 
 def assistant_default(*, tenant: Tenant) -> Assistant:
-    """Every tenant has a default assistant; it is created on first use."""
-    assistant = Assistant.objects.filter(tenant=tenant, is_default=True).first()
+    """Every tenant has a default assistant; it is created on first use. Cached: tenants.config_cache."""
+    assistant = memo(("default-assistant", tenant.pk), lambda: Assistant.objects.filter(tenant=tenant, is_default=True).first())
     if assistant is not None:
         return assistant
     try:

@@ -4,6 +4,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from tenants.config_cache import memo
 from tenants.models import ApiKey, Tenant, hash_api_key
 
 # last_used_at is a hint for staff, not an audit trail: write it at most this often per key.
@@ -33,8 +34,10 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
 
 
 def api_key_resolve(raw: str) -> ApiKey | None:
-    """The active key (and its tenant) for a raw secret, or None. One query; last use is throttled."""
-    key = ApiKey.objects.active().select_related("tenant").filter(key_hash=hash_api_key(raw)).first()
+    """The active key (and its tenant) for a raw secret, or None. One query, none inside a configuration scope
+    (cached per process until a key or tenant changes: tenants.config_cache); last use is throttled."""
+    key_hash = hash_api_key(raw)
+    key = memo(("api-key", key_hash), lambda: ApiKey.objects.active().select_related("tenant").filter(key_hash=key_hash).first())
     if key is None:
         return None
     now = timezone.now()

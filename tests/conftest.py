@@ -5,13 +5,16 @@ from rest_framework.test import APIClient
 
 from providers.adapters.base import clients
 from providers.state import shared_state
+from tenants.config_cache import forget_local
 from tenants.services import tenant_create
 
 
 @pytest.fixture(autouse=True)
 def clean_shared_state():
-    """Breakers, cool-downs, budgets and rate limits live in Redis: every test starts from none."""
+    """Breakers, cool-downs, budgets and rate limits live in Redis: every test starts from none (and with no cached
+    configuration: test databases are rolled back, the cache would outlive them)."""
     shared_state().flush()
+    forget_local()  # the per-process configuration cache, too
     yield
     shared_state().flush()
 

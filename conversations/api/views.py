@@ -20,6 +20,7 @@ from conversations.api.serializers import ConversationCreateInput, FeedbackInput
 from conversations.models import ApiKeyScope, Assistant, Conversation, Message, MessageRole
 from conversations.presenters import conversation_payload, message_payload
 from conversations.services import Posted, ReplyFailed, StreamChunk, conversation_start, feedback_set, message_post, reply_generate, reply_stream
+from tenants.config_cache import memo
 
 IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
                                       description="A retry with the same key returns the first result; the provider is never called twice.")
@@ -27,9 +28,12 @@ GENERIC = inline_serializer("Envelope", fields={"id": serializers.CharField()})
 
 
 def scoped_assistant(request: Request) -> Assistant | None:
-    """The one assistant this API key is limited to, if any."""
-    scope = ApiKeyScope.objects.filter(api_key=request.auth).select_related("assistant").first()
-    return scope.assistant if scope else None
+    """The one assistant this API key is limited to, if any (cached: tenants.config_cache)."""
+    def build() -> Assistant | None:
+        scope = ApiKeyScope.objects.filter(api_key=request.auth).select_related("assistant").first()
+        return scope.assistant if scope else None
+
+    return memo(("key-assistant", request.auth.pk), build)
 
 
 def _conversation(request: Request, conversation_id) -> Conversation:

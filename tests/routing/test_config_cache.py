@@ -1,15 +1,17 @@
 """The planner's per-process configuration cache: served while nothing changed, dropped on any change, from
-this process or another one (the version token lives in Redis)."""
+this process or another one (the version token lives in Redis, in Django's cache)."""
 
+import uuid
+
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from providers.health import credential_record_failure
 from providers.errors import ErrorKind, ProviderError
 from providers.models import Credential
-from providers.state import shared_state
-from routing.config_cache import VERSION_KEY
 from routing.planner import RoutingContext, plan_route
+from tenants.config_cache import VERSION_KEY
 from tests.routing.conftest import add_rule
 
 
@@ -49,15 +51,15 @@ def test_a_change_published_by_another_process_drops_the_cached_entries(tenant, 
     # Another process changed a credential with a queryset update and published it: only the token moves here.
     Credential.objects.filter(provider__kind="openai").update(is_enabled=False)
     assert any("gpt-4o-mini" in label for label in labels(tenant))  # still cached: nothing was published
-    shared_state().set(VERSION_KEY, "another-process-token")
+    cache.set(VERSION_KEY, uuid.uuid4().hex)
     assert not any("gpt-4o-mini" in label for label in labels(tenant))
 
 
 def test_a_change_is_published_to_other_processes_when_it_commits(tenant, routed_policy, django_capture_on_commit_callbacks):
     labels(tenant)
-    before = shared_state().get(VERSION_KEY)
+    before = cache.get(VERSION_KEY)
     with django_capture_on_commit_callbacks(execute=True):
         routed_policy.name = "renamed"
         routed_policy.save()
-        assert shared_state().get(VERSION_KEY) == before  # no Redis call inside the transaction
-    assert shared_state().get(VERSION_KEY) not in (before, None)
+        assert cache.get(VERSION_KEY) == before  # no Redis call inside the transaction
+    assert cache.get(VERSION_KEY) not in (before, None)

@@ -1,8 +1,15 @@
+import uuid
+
 import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django.urls import path
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tenants.config_cache import VERSION_KEY
 from tenants.models import ApiKey, hash_api_key
 from tenants.services import api_key_issue, api_key_revoke
 
@@ -12,7 +19,8 @@ class WhoAmI(APIView):
         return Response({"tenant": request.user.tenant.slug})
 
 
-urlpatterns = [path("whoami", WhoAmI.as_view())]
+# /v1/… runs in a configuration-cache scope (agencyhub.middleware.ConfigScopeMiddleware), as the client API does.
+urlpatterns = [path("whoami", WhoAmI.as_view()), path("v1/whoami", WhoAmI.as_view())]
 pytestmark = pytest.mark.urls("tests.tenants.test_api_key_auth")
 
 
@@ -69,3 +77,34 @@ def test_it_rejects_keys_of_an_inactive_tenant(api_client, tenant):
 def test_a_second_key_works_alongside_the_first(client, tenant):
     issued = api_key_issue(tenant=tenant, name="site")
     assert client.get("/whoami", HTTP_AUTHORIZATION=f"Bearer {issued.raw}").status_code == 200
+
+
+# --- the per-process cache of keys (tenants.config_cache) -----------------------------------------------------
+
+
+def test_a_known_key_is_resolved_from_the_cache_without_a_query(api_client, tenant):
+    assert api_client.get("/v1/whoami").status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert api_client.get("/v1/whoami").json() == {"tenant": "acme"}
+    assert queries.captured_queries == []
+
+
+def test_a_cached_key_revoked_in_this_process_is_refused_at_once(api_client, tenant):
+    assert api_client.get("/v1/whoami").status_code == 200
+    api_key_revoke(api_key=ApiKey.objects.get(tenant=tenant))
+    _assert_401(api_client.get("/v1/whoami"), "invalid_api_key")
+
+
+def test_a_cached_key_of_a_tenant_deactivated_in_this_process_is_refused_at_once(api_client, tenant):
+    assert api_client.get("/v1/whoami").status_code == 200
+    tenant.is_active = False
+    tenant.save()
+    _assert_401(api_client.get("/v1/whoami"), "invalid_api_key")
+
+
+def test_a_key_revoked_by_another_process_is_refused_once_it_publishes(api_client, tenant):
+    assert api_client.get("/v1/whoami").status_code == 200
+    ApiKey.objects.filter(tenant=tenant).update(revoked_at=timezone.now())  # another process: no signal here
+    assert api_client.get("/v1/whoami").status_code == 200  # still cached: nothing was published
+    cache.set(VERSION_KEY, uuid.uuid4().hex)  # what that process's commit publishes
+    _assert_401(api_client.get("/v1/whoami"), "invalid_api_key")
