@@ -79,8 +79,16 @@ if DATABASE_POOL_MAX_SIZE and DATABASES["default"]["ENGINE"].endswith("postgresq
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
+# Connections per process to Redis, per pool (the shared state's and the cache's). A thread that finds them all busy
+# waits up to REDIS_POOL_TIMEOUT seconds for one (commands take well under a millisecond) instead of failing: with
+# hundreds of request threads, redis-py's default pool (100 connections, no waiting) raised "Too many connections".
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=64)
+REDIS_POOL_TIMEOUT = env.float("REDIS_POOL_TIMEOUT", default=5.0)
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+        "OPTIONS": {"pool_class": "redis.BlockingConnectionPool", "max_connections": REDIS_MAX_CONNECTIONS, "timeout": REDIS_POOL_TIMEOUT},
+    }}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

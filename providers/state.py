@@ -314,16 +314,18 @@ _pools_lock = threading.Lock()
 
 
 def _pool(url: str) -> redis.ConnectionPool:
-    """One connection pool per Redis URL for the whole process (redis-py resets it in a forked child)."""
+    """One connection pool per Redis URL for the whole process (redis-py resets it in a forked child). Blocking: a
+    thread waits (REDIS_POOL_TIMEOUT) for one of REDIS_MAX_CONNECTIONS connections rather than failing."""
     pool = _pools.get(url)
     if pool is None:
         with _pools_lock:
             pool = _pools.get(url)
             if pool is None:
                 timeout = getattr(settings, "SHARED_STATE_SOCKET_TIMEOUT", 2.0)
-                pool = redis.ConnectionPool.from_url(
+                pool = redis.BlockingConnectionPool.from_url(
                     url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout,
-                    health_check_interval=30,
+                    health_check_interval=30, max_connections=getattr(settings, "REDIS_MAX_CONNECTIONS", 64),
+                    timeout=getattr(settings, "REDIS_POOL_TIMEOUT", 5.0),
                 )
                 _pools[url] = pool
     return pool

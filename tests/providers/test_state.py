@@ -313,3 +313,28 @@ def test_shared_state_is_memory_without_redis(settings):
 
 def test_default_prefix():
     assert MemoryState().prefix == "ah:"
+
+
+@needs_redis
+def test_more_threads_than_redis_connections_wait_for_one_instead_of_failing(settings):
+    """Hundreds of request threads share REDIS_MAX_CONNECTIONS connections: a thread waits for a free one."""
+    settings.REDIS_MAX_CONNECTIONS = 4
+    # A URL of its own (a query string redis-py ignores) gets a pool of its own, with the small limit.
+    state = RedisState(settings.REDIS_URL + "?client_name=pool-limit-test", prefix=f"t-{uuid.uuid4().hex}:")
+    errors: list[Exception] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                state.incr("counter", 1)
+        except Exception as exc:  # noqa: BLE001 - any failure fails the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert int(state.get("counter")) == 800
+    assert state.client.connection_pool.max_connections == 4
