@@ -3,6 +3,8 @@
 
     .venv/bin/python bench/profile_chat.py
     .venv/bin/python bench/profile_chat.py -n 500
+    .venv/bin/python bench/profile_chat.py --mode stream      # a streamed request instead (results: *_stream.*)
+    TRACE_REDIS=1 .venv/bin/python bench/profile_chat.py      # also lists each Redis round trip of one request
 
 Same set-up as chat_overhead.py (fresh `agencyhub_bench` database, simulator on :9101, the same environment),
 but the request runs in-process through Django's test client (the whole WSGI handler, middleware, DRF view and
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=300, help="profiled requests (plain)")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--mode", choices=("plain", "stream"), default="plain", help="the request profiled (default plain)")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                         help="cpu (default): where the CPU goes; wall: where the latency goes (waits on I/O included)")
     args = parser.parse_args(argv)
@@ -159,6 +162,35 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"{i:3}. {sql[:260]}")
             lines.append("")
 
+        if os.environ.get("TRACE_REDIS"):
+            import traceback
+            import redis.client as rc
+
+            calls = []
+            original = rc.Redis.execute_command
+            original_pipe = rc.Pipeline.execute
+
+            def where():
+                frames = [f for f in traceback.extract_stack()[:-2] if "/work/main/" in f.filename and "site-packages" not in f.filename and "bench/" not in f.filename]
+                return " < ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in frames[-3:][::-1])
+
+            def traced(self, *args, **kwargs):
+                calls.append((str(args[0]), where()))
+                return original(self, *args, **kwargs)
+
+            def traced_pipe(self, *args, **kwargs):
+                calls.append(("PIPELINE[" + ",".join(str(c[0][0]) for c in self.command_stack) + "]", where()))
+                return original_pipe(self, *args, **kwargs)
+
+            rc.Redis.execute_command = traced
+            rc.Pipeline.execute = traced_pipe
+            plain()
+            rc.Redis.execute_command = original
+            rc.Pipeline.execute = original_pipe
+            print(f"## Redis round trips, one plain request: {len(calls)}")
+            for name, site in calls:
+                print(f"  {name:50} {site}")
+
         before = redis_commandstats()
         for _ in range(20):
             plain()
@@ -168,18 +200,19 @@ def main(argv: list[str] | None = None) -> int:
                      f"{round(sum(delta.values()) / 20, 1)}  {report['redis_commands_per_plain_request']}")
         lines.append("")
 
-        co.log(f"profiling {args.n} plain requests (cProfile, {args.clock} clock)")
+        profiled = plain if args.mode == "plain" else stream
+        co.log(f"profiling {args.n} {args.mode} requests (cProfile, {args.clock} clock)")
         profiler = cProfile.Profile(time.process_time if args.clock == "cpu" else time.perf_counter)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         profiler.enable()
         for _ in range(args.n):
-            plain()
+            profiled()
         profiler.disable()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         # without the profiler, for the overhead-free figure
         wall1, cpu1 = time.perf_counter(), time.process_time()
         for _ in range(args.n):
-            plain()
+            profiled()
         report["in_process_cpu_ms_per_request"] = round((time.process_time() - cpu1) * 1000 / args.n, 2)
         report["in_process_wall_ms_per_request"] = round((time.perf_counter() - wall1) * 1000 / args.n, 2)
         report["profiled_cpu_ms_per_request"] = round(cpu * 1000 / args.n, 2)
@@ -187,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
         results = co.RESULTS
         results.mkdir(parents=True, exist_ok=True)
-        suffix = "" if args.clock == "cpu" else "_wall"
+        suffix = ("" if args.clock == "cpu" else "_wall") + ("" if args.mode == "plain" else "_stream")
         report["clock"] = args.clock
         profiler.dump_stats(results / f"profile_chat{suffix}.prof")
         stats = pstats.Stats(profiler)
@@ -211,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         report["top_cumulative_project"] = top("cumulative_pct", ours)
         report["top_cumulative_all"] = top("cumulative_pct")
 
-        lines.insert(0, (f"# profile_chat: {args.n} plain POST /v1/chat/completions in-process (Django test client), simulator at 0 ms, "
+        lines.insert(0, (f"# profile_chat: {args.n} {args.mode} POST /v1/chat/completions in-process (Django test client), simulator at 0 ms, "
                          f"profiler clock: {args.clock}\n"
                          f"in-process CPU {report['in_process_cpu_ms_per_request']} ms/request, wall {report['in_process_wall_ms_per_request']} ms/request "
                          f"(under cProfile: {report['profiled_cpu_ms_per_request']} / {report['profiled_wall_ms_per_request']} ms)\n"))

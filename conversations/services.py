@@ -1,8 +1,9 @@
 """The chat engine: one service used by every entry point (sync, stream, async, OpenAI-compatible).
 
 persist the user message -> plan -> call with failover (no transaction open) -> persist the reply, its
-usage and the ledger row in one transaction. Nothing the client sent is ever lost; a reply that cannot
-be produced is stored as `failed` with the reasons.
+usage and the ledger row in one transaction (on the hot path each persist is one SQL statement:
+conversations.writes). Nothing the client sent is ever lost; a reply that cannot be produced is stored as
+`failed` with the reasons.
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ def message_post(
     """Store the user message and its (queued) reply. With an Idempotency-Key seen before, return the first pair.
 
     `claim=True` (a sync or stream request that generates the reply itself, right away) creates the reply
-    already running, leased to this request, in the same transaction: no separate claim to commit. Pass the
-    returned Posted.claimed to reply_generate / reply_stream."""
+    already running, leased to this request, in the same statement: no separate claim to commit. Pass the
+    returned Posted.claimed_reply to reply_generate / reply_stream. An unsaved `conversation` (a new one) is stored
+    in that statement too (conversations.writes)."""
     claim = claim and mode != "async"
     if idempotency_key:
         replay = _replay(tenant, idempotency_key)

@@ -2,8 +2,11 @@
 `billing.services.usage_record_append` (tokens, cost, latency of billed calls) and `providers.health.attempt_record`
 (attempts and errors by outcome). `/metrics` (agencyhub.metrics) reads and renders them at scrape time.
 
-Each write is one pipelined round trip of HINCRBYs into one hash. Counters are never worth a failed call: if the
-shared state cannot be reached the increment is logged and dropped.
+Increments are added up in this process and written by a background thread every `FLUSH_SECONDS`, in one
+pipelined round trip of HINCRBYs, so a chat call makes no Redis call for its counters; reading (`metrics_read`)
+writes this process's pending counts first. A process that dies without exiting loses at most that second of
+counts (they are counters for a dashboard, not the ledger; the ledger is written with the reply). Counters are
+never worth a failed call: if the shared state cannot be reached the counts are logged and dropped.
 
 Layout: hash `metrics:usage`, field `<provider>|<model>|<name>`; hash `metrics:attempts`, field
 `<provider>|<model>|<outcome>`. Money is counted in 1e-8 USD (integers, no float drift), latency in ms.
@@ -11,8 +14,13 @@ Layout: hash `metrics:usage`, field `<provider>|<model>|<name>`; hash `metrics:a
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import logging
+import os
+import threading
+import time
+from collections import Counter
 from collections.abc import Mapping
 from decimal import Decimal
 
@@ -45,11 +53,61 @@ def latency_bucket(latency_ms: int) -> str:
     return f"le_{LATENCY_BUCKETS_MS[index]}" if index < len(LATENCY_BUCKETS_MS) else "le_inf"
 
 
-def _write(increments: Mapping[str, Mapping[str, int]]) -> None:
+FLUSH_SECONDS = 1.0
+
+
+class _Pending:
+    """This process's counts not yet written, and the thread that writes them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[str, Counter] = {}
+        self.flusher_pid: int | None = None
+
+    def add(self, increments: Mapping[str, Mapping[str, int]]) -> None:
+        with self.lock:
+            for key, fields in increments.items():
+                self.counts.setdefault(key, Counter()).update(fields)
+            if self.flusher_pid != os.getpid():  # first count in this process (or in a forked child)
+                self.flusher_pid = os.getpid()
+                threading.Thread(target=self._run, name="metrics-flusher", daemon=True).start()
+
+    def take(self) -> dict[str, Counter]:
+        with self.lock:
+            counts, self.counts = self.counts, {}
+        return counts
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while self.flusher_pid == pid:
+            time.sleep(FLUSH_SECONDS)
+            metrics_flush()
+
+
+_pending = _Pending()
+
+
+def metrics_flush() -> None:
+    """Write this process's pending counts now (the flusher does it every FLUSH_SECONDS, and at exit)."""
+    counts = _pending.take()
+    if not counts:
+        return
     try:
-        shared_state().hincr_many(increments)
+        shared_state().hincr_many({key: dict(fields) for key, fields in counts.items()})
     except UNAVAILABLE as exc:
         log.warning("metrics not recorded (shared state unavailable): %s", exc)
+
+
+atexit.register(metrics_flush)
+
+
+def metrics_pending_drop() -> None:
+    """Forget this process's pending counts (tests: counts of one test must not reach the next one's state)."""
+    _pending.take()
+
+
+def _write(increments: Mapping[str, Mapping[str, int]]) -> None:
+    _pending.add(increments)
 
 
 def metrics_usage_record(*, provider: str, model: str, tokens: Mapping[str, int], cost: Decimal, latency_ms: int) -> None:
@@ -73,6 +131,8 @@ def metrics_attempt_record(*, provider: str, model: str, outcome: str) -> None:
 
 
 def metrics_read() -> tuple[dict[str, str], dict[str, str]]:
-    """(usage fields, attempt fields), one round trip. Raises what the shared state raises when unreachable."""
+    """(usage fields, attempt fields), after writing this process's pending counts. Raises what the shared state
+    raises when unreachable."""
+    metrics_flush()
     usage, attempts = shared_state().read_hashes([USAGE_KEY, ATTEMPTS_KEY])
     return usage, attempts

@@ -4,6 +4,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from providers.adapters.base import clients
+from providers.metrics import metrics_pending_drop
 from providers.state import shared_state
 from tenants.config_cache import forget_local
 from tenants.services import tenant_create
@@ -14,6 +15,7 @@ def clean_shared_state():
     """Breakers, cool-downs, budgets and rate limits live in Redis: every test starts from none (and with no cached
     configuration: test databases are rolled back, the cache would outlive them)."""
     shared_state().flush()
+    metrics_pending_drop()
     forget_local()  # the per-process configuration cache, too
     yield
     shared_state().flush()

@@ -1,6 +1,7 @@
 """/metrics: Prometheus text, from counters kept at the ledger and attempt choke points, breakers and budgets."""
 
 import re
+import time
 from decimal import Decimal
 
 import pytest
@@ -9,7 +10,7 @@ from django.db.models import Sum
 
 from billing.models import UsageRecord
 from providers.breaker import breaker
-from providers.metrics import metrics_usage_record
+from providers.metrics import ATTEMPTS_KEY, field, metrics_attempt_record, metrics_read, metrics_usage_record
 from providers.models import Credential, LLMModel
 from providers.state import shared_state
 from tests.chat_fixtures import post_message
@@ -95,3 +96,20 @@ def test_both_state_backends_add_up_hash_counters():
         state.hincr_many({"m:a": {"x": 2, "y": 1}, "m:b": {"x": 5}})
         state.hincr_many({"m:a": {"x": 3}})
         assert state.read_hashes(["m:a", "m:b", "m:none"]) == [{"x": "5", "y": "1"}, {"x": "5"}, {}]
+
+
+def test_counts_are_added_up_in_the_process_and_written_in_one_go():
+    """A chat call makes no Redis call for its counters: they are added up here and written by the flusher thread
+    (every FLUSH_SECONDS) or by the next read in this process."""
+    for _ in range(3):
+        metrics_attempt_record(provider="openai", model="gpt-4o-mini", outcome="ok")
+    _, attempts = metrics_read()
+    assert attempts[field("openai", "gpt-4o-mini", "ok")] == "3"
+    metrics_attempt_record(provider="openai", model="gpt-4o-mini", outcome="ok")
+    # Without a read, the flusher thread writes it: wait for it (bounded), never read our own buffer.
+    key = field("openai", "gpt-4o-mini", "ok")
+    for _ in range(100):
+        if shared_state().read_hashes([ATTEMPTS_KEY])[0].get(key) == "4":
+            break
+        time.sleep(0.05)
+    assert shared_state().read_hashes([ATTEMPTS_KEY])[0].get(key) == "4"
