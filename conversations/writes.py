@@ -7,14 +7,18 @@
 
 Through the ORM these were 8 statements and 2 transactions, and building them took about half the server's
 CPU per chat call (bench/README.md). Here the rows are still model instances, and the columns and the values
-come from the models' fields, as `Model.save()` takes them (`Field.pre_save`, then `get_db_prep_save`), so a new
-column cannot be forgotten; only the statement is written by hand, as a data-modifying `WITH`. No model signals
-are sent: nothing listens to these models' saves (tests/conversations/test_writes.py checks that).
+come from the models' fields, as `Model.save()` takes them (`Field.pre_save`, then `get_prep_value`), so a new
+column cannot be forgotten; only the statement is written by hand, as a data-modifying `WITH`. Each row travels
+as one JSON document that PostgreSQL turns into the table's row type (`jsonb_populate_record`), so the statement
+text is the same every time and is parsed once by psycopg. No model signals are sent: nothing listens to these
+models' saves (tests/conversations/test_writes.py checks that).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from datetime import date, datetime
 from decimal import Decimal
 from functools import cache
 from uuid import UUID
@@ -37,43 +41,54 @@ def _fields(model: type[models.Model]) -> tuple[models.Field, ...]:
     return tuple(f for f in model._meta.concrete_fields if not f.db_returning)
 
 
-def _values(obj: models.Model, fields: Iterable[models.Field], *, add: bool) -> list:
-    return [f.get_db_prep_save(f.pre_save(obj, add), connection) for f in fields]
+def _json_default(value):
+    if isinstance(value, datetime | date):
+        return value.isoformat()  # full microseconds (DjangoJSONEncoder would cut them to milliseconds)
+    if isinstance(value, Decimal | UUID):
+        return str(value)  # exact: PostgreSQL reads a JSON string with the column type's own input function
+    raise TypeError(f"cannot write {type(value).__name__} to a row document")
+
+
+def _row(obj: models.Model, fields: Iterable[models.Field], *, add: bool) -> dict:
+    """The row as a JSON-ready document {column: value}, each value as Model.save() takes it (Field.pre_save)."""
+    return {f.column: f.get_prep_value(f.pre_save(obj, add)) for f in fields}
+
+
+def _rows_param(rows: list[dict] | dict) -> str:
+    return json.dumps(rows, default=_json_default, separators=(",", ":"))
 
 
 @cache
-def _insert_sql(model: type[models.Model], rows: int) -> str:
-    """`INSERT INTO table (columns) VALUES (…), (…)` for `rows` instances of `model`."""
-    fields = _fields(model)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    columns = ", ".join(_q(f.column) for f in fields)
-    return f"INSERT INTO {_q(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"
+def _columns(model: type[models.Model], names: tuple[str, ...] | None = None) -> tuple[str, tuple[models.Field, ...]]:
+    """The quoted column list of the named fields (default: every column an INSERT writes), and those fields."""
+    fields = _fields(model) if names is None else tuple(model._meta.get_field(name) for name in names)
+    return ", ".join(_q(f.column) for f in fields), fields
 
 
-def _insert(objs: list[models.Model]) -> tuple[str, list]:
-    fields = _fields(type(objs[0]))
-    params: list = []
-    for obj in objs:
-        params.extend(_values(obj, fields, add=True))
-    return _insert_sql(type(objs[0]), len(objs)), params
+def _record_type(model: type[models.Model]) -> str:
+    return f"NULL::{_q(model._meta.db_table)}"
 
 
-@cache
-def _insert_select_sql(model: type[models.Model], source: str) -> str:
-    """`INSERT INTO table (columns) SELECT …typed values… FROM source`: one row per row of `source`.
+def _insert(objs: list[models.Model], *, when: str = "") -> tuple[str, list]:
+    """`INSERT INTO table (columns) SELECT columns FROM jsonb_populate_recordset(…)` with ONE parameter: the rows as
+    a JSON array, which PostgreSQL converts to the columns' types. The statement text depends only on the model (so
+    psycopg parses it once) and the values travel as one string (not one bound parameter per column). `when`: an
+    SQL condition for writing the rows at all."""
+    model = type(objs[0])
+    columns, fields = _columns(model)
+    sql = (
+        f"INSERT INTO {_q(model._meta.db_table)} ({columns}) SELECT {columns} "
+        f"FROM jsonb_populate_recordset({_record_type(model)}, %s::jsonb)" + (f" WHERE {when}" if when else "")
+    )
+    return sql, [_rows_param([_row(obj, fields, add=True) for obj in objs])]
 
-    The values are cast to their columns' types (a bare literal in a SELECT list would be text)."""
-    fields = _fields(model)
-    columns = ", ".join(_q(f.column) for f in fields)
-    selected = ", ".join(f"%s::{f.cast_db_type(connection)}" for f in fields)
-    return f"INSERT INTO {_q(model._meta.db_table)} ({columns}) SELECT {selected} FROM {source}"
 
-
-@cache
-def _update_sql(model: type[models.Model], names: tuple[str, ...]) -> tuple[str, tuple[models.Field, ...]]:
-    """`SET column = %s, …` for the named fields, and those fields."""
-    fields = tuple(model._meta.get_field(name) for name in names)
-    return ", ".join(f"{_q(f.column)} = %s" for f in fields), fields
+def _update(obj: models.Model, names: tuple[str, ...]) -> tuple[str, list]:
+    """`SET (columns) = (SELECT columns FROM jsonb_populate_record(…))`: the named fields, one parameter."""
+    model = type(obj)
+    columns, fields = _columns(model, names)
+    sql = f"SET ({columns}) = (SELECT {columns} FROM jsonb_populate_record({_record_type(model)}, %s::jsonb))"
+    return sql, [_rows_param(_row(obj, fields, add=False))]
 
 
 def _saved(*objs: models.Model) -> None:
@@ -124,18 +139,19 @@ def reply_complete_write(
     cost: Decimal,
 ) -> bool:
     """Save the fields `names` of the completed reply, append its ledger row, add its usage to the conversation's
-    totals and write the attempt rows, in one statement. The reply is written only if no other claimant completed it first
-    (the UPDATE waits for that claimant's row lock, then re-checks the status); then the ledger row and the totals
-    are not written either, so a call is never billed twice. The attempt rows are written in every case: the calls
+    totals and write the attempt rows, in one statement. The reply is written only if no other claimant completed
+    it first (the UPDATE waits for that claimant's row lock, then re-checks the status); then the ledger row and
+    the totals are not written either, so a call is never billed twice. The attempt rows are written in every case: the calls
     happened. Returns whether this call completed the reply."""
-    assignments, fields = _update_sql(Message, tuple(names))
+    assignments, params = _update(reply, tuple(names))
     parts = [
-        f"completed AS (UPDATE {_q(Message._meta.db_table)} SET {assignments} "
+        f"completed AS (UPDATE {_q(Message._meta.db_table)} {assignments} "
         f"WHERE {_q('id')} = %s AND {_q('status')} <> %s RETURNING {_q('id')})"
     ]
-    params = _values(reply, fields, add=False) + [reply.pk, MessageStatus.COMPLETED.value]
-    parts.append(f"ledger AS ({_insert_select_sql(UsageRecord, 'completed')} RETURNING {_q(UsageRecord._meta.pk.column)})")
-    params += _values(record, _fields(UsageRecord), add=True)
+    params += [reply.pk, MessageStatus.COMPLETED.value]
+    ledger, ledger_params = _insert([record], when="EXISTS (SELECT 1 FROM completed)")
+    parts.append(f"ledger AS ({ledger} RETURNING {_q(UsageRecord._meta.pk.column)})")
+    params += ledger_params
     parts.append(
         f"totals AS (UPDATE {_q(Conversation._meta.db_table)} SET "
         f"{_q('input_tokens')} = {_q('input_tokens')} + %s, {_q('output_tokens')} = {_q('output_tokens')} + %s, "

@@ -42,6 +42,7 @@ def test_a_new_conversation_and_its_pair_are_one_statement(tenant, db):
     user_row, reply_row = Message.objects.get(pk=user.pk), Message.objects.get(pk=reply.pk)
     assert (user_row.content, user_row.metadata, user_row.escalate, user_row.status) == ("Hello", {"channel": "sales"}, True, "completed")
     assert (reply_row.reply_to_id, reply_row.status, reply_row.mode) == (user.pk, "running", "sync")
+    assert (user_row.created_at, reply_row.created_at) == (user.created_at, reply.created_at)  # to the microsecond
     assert not user._state.adding and not conversation._state.adding
 
 
