@@ -33,17 +33,24 @@ SYSTEM_ROLES = {"system", "developer"}
 CHAT_ROLES = {"user", "assistant", "tool"}
 
 
+def _no_nul(text: str, field: str) -> str:
+    """PostgreSQL cannot store a NUL character in text: refuse it as a validation error, like the REST API."""
+    if "\x00" in text:
+        raise ValidationError({field: "Null characters are not allowed."})
+    return text
+
+
 def _text(content: Any, field: str) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return _no_nul(content, field)
     if isinstance(content, list):
         parts = []
         for i, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 raise ValidationError({f"{field}[{i}]": "only text content parts are supported"})
-            parts.append(part["text"])
+            parts.append(_no_nul(part["text"], f"{field}[{i}]"))
         return "\n".join(parts)
     raise ValidationError({field: "must be a string or a list of text parts"})
 
@@ -98,6 +105,7 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise ValidationError({"user": "must be a string"})
+    _no_nul(user or "", "user")
     overrides = Overrides(
         model=model.strip(), system="\n\n".join(system_parts) if system_parts else None, messages=messages,
         max_tokens=max_tokens, temperature=float(temperature) if temperature is not None else None, stop=stop, tools=tools,

@@ -4,10 +4,30 @@ from django.conf import settings
 from rest_framework import serializers
 
 
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+class MetadataField(serializers.DictField):
+    """A JSON object stored as PostgreSQL jsonb, which cannot hold a NUL character in any string."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if _has_nul(value):
+            raise serializers.ValidationError("Null characters are not allowed.")
+        return value
+
+
 class ConversationCreateInput(serializers.Serializer):
     assistant = serializers.SlugField(required=False, allow_blank=True, max_length=100)
     external_user_id = serializers.CharField(required=False, allow_blank=True, max_length=256, default="")
-    metadata = serializers.DictField(required=False, default=dict)
+    metadata = MetadataField(required=False, default=dict)
     callback_url = serializers.URLField(required=False, allow_blank=True, max_length=1000, default="")
 
 
@@ -15,7 +35,7 @@ class MessagePostInput(serializers.Serializer):
     content = serializers.CharField(max_length=settings.MAX_MESSAGE_CHARS, trim_whitespace=False)
     escalate = serializers.BooleanField(required=False, default=False)
     mode = serializers.ChoiceField(choices=["sync", "stream", "async"], required=False, default="sync")
-    metadata = serializers.DictField(required=False, default=dict)
+    metadata = MetadataField(required=False, default=dict)
 
     def validate_content(self, value: str) -> str:
         if not value.strip():

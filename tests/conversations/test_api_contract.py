@@ -26,8 +26,23 @@ def test_malformed_bodies_answer_400_naming_the_field(api_client, conversation_i
     broken = api_client.post(url, data="{not json", content_type="application/json")
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "malformed_body"
     for body, field in (({}, "content"), ({"content": "   "}, "content"), ({"content": "hi", "mode": "fast"}, "mode"),
-                        ({"content": "hi", "escalate": "maybe"}, "escalate")):
+                        ({"content": "hi", "escalate": "maybe"}, "escalate"), ({"content": "a\x00b"}, "content"),
+                        ({"content": "hi", "metadata": {"page": ["x\x00"]}}, "metadata")):
         response = api_client.post(url, body, format="json")
+        assert response.status_code == 400, body
+        assert response.json()["error"]["message"].startswith(f"{field}:")
+
+
+def test_text_postgresql_cannot_store_is_a_400_on_every_entry_point(api_client, conversation_id):
+    """A NUL character cannot be stored in PostgreSQL text or jsonb: refused up front, never a 500."""
+    created = api_client.post("/api/v1/conversations", {"metadata": {"k": "\x00"}}, format="json")
+    assert created.status_code == 400 and created.json()["error"]["message"].startswith("metadata:")
+    for body, field in (
+        ({"model": "auto", "messages": [{"role": "user", "content": "a\x00b"}]}, "messages[0].content"),
+        ({"model": "auto", "messages": [{"role": "user", "content": [{"type": "text", "text": "\x00"}]}]}, "messages[0].content[0]"),
+        ({"model": "auto", "messages": [{"role": "user", "content": "hi"}], "user": "u\x00"}, "user"),
+    ):
+        response = api_client.post("/v1/chat/completions", body, format="json")
         assert response.status_code == 400, body
         assert response.json()["error"]["message"].startswith(f"{field}:")
 
