@@ -2,7 +2,7 @@
 """AgencyHub chat overhead benchmark: the deployed configuration versus the provider straight.
 
     make bench                                   # or: .venv/bin/python bench/chat_overhead.py
-    .venv/bin/python bench/chat_overhead.py --workers 2 --threads 100   # try another server shape
+    .venv/bin/python bench/chat_overhead.py --workers 2 --threads 500   # try another server shape
     .venv/bin/python bench/chat_overhead.py --scale 0.3                  # a quicker, noisier run
 
 What it does (everything on loopback, every process it starts is stopped in a `finally`):
@@ -60,8 +60,8 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 TENANT_SLUG = "bench"
 PROVIDER_KEY_ENV = "BENCH_PROVIDER_KEY"
 
-DEPLOYED_WORKERS = 2
-DEPLOYED_THREADS = 500
+DEPLOYED_WORKERS = 4
+DEPLOYED_THREADS = 250
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -92,7 +92,7 @@ def server_env(secret_key: str, fernet_key: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}  # no real provider keys leak in
     env.update({
         "DATABASE_URL": DATABASE_URL,
-        "DATABASE_POOL_MAX_SIZE": "20",
+        "DATABASE_POOL_MAX_SIZE": "15",
         "REDIS_URL": REDIS_URL,
         "FIELD_ENCRYPTION_KEYS": fernet_key,
         "SECRET_KEY": secret_key,
