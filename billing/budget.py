@@ -14,6 +14,7 @@ by the difference between what running calls reserved (their estimate) and what 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -26,8 +27,10 @@ from django.utils import timezone
 
 from billing.models import UsageRecord
 from billing.services import tenant_day_bounds, tenant_local_date
-from providers.state import shared_state
+from providers.state import UNAVAILABLE, shared_state
 from tenants.models import Tenant
+
+log = logging.getLogger(__name__)
 
 BUCKET_SECONDS = 60
 DAY_TTL = 2 * 24 * 3600
@@ -134,11 +137,18 @@ def budget_release(*, reservation: Reservation) -> None:
         state.incr(reservation.bucket_key, -reservation.tokens)
 
 
-def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int) -> int:
-    """Swap the reservation for the real usage. Returns the tokens used today after this call."""
-    budget_release(reservation=reservation)
-    day = reservation.day or budget_day(tenant)
-    return shared_state().incr(_used_key(tenant.pk, day), int(tokens_used), ttl=DAY_TTL)
+def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int) -> int | None:
+    """Swap the reservation for the real usage. Returns the tokens used today after this call, or None if the shared
+    state could not be reached: the call is already in the ledger, so that is logged, never raised, and the counter
+    is rebuilt from the ledger (`reconcile_budgets`); the reservation expires with its bucket."""
+    try:
+        budget_release(reservation=reservation)
+        day = reservation.day or budget_day(tenant)
+        return shared_state().incr(_used_key(tenant.pk, day), int(tokens_used), ttl=DAY_TTL)
+    except UNAVAILABLE as exc:
+        log.error("tenant %s: %s tokens not added to today's budget counter (shared state unavailable: %s)",
+                  tenant.slug, tokens_used, exc)
+        return None
 
 
 def budget_rebuild(*, tenant: Tenant) -> int:

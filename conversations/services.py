@@ -311,13 +311,9 @@ def _settle(reply: Message, plan: Plan, execution: Execution, reservation: Reser
         log.error("reply %s answered by a model with no price: %s", reply.pk, exc)
         _fail(reply, code="no_price", detail=str(exc), decision=_decision(plan, execution.attempts))
         raise ReplyFailed(_load(reply.pk), 502, "no_price", str(exc)) from exc
-    try:
-        used = budget_settle(reservation=reservation, tenant=reply.tenant, tokens_used=execution.result.usage.total_tokens)
+    used = budget_settle(reservation=reservation, tenant=reply.tenant, tokens_used=execution.result.usage.total_tokens)
+    if used is not None:
         budget_alerts_check(tenant=reply.tenant, day=reservation.day, used_tokens=used)
-    except Exception:
-        # The reply is stored and its ledger row written: a budget counter the shared state could not update must
-        # not turn it into an error. The counter is rebuilt from the ledger (reconcile_budgets).
-        log.exception("reply %s: today's budget counter not updated (shared state unavailable?)", reply.pk)
     return stored
 
 

@@ -199,3 +199,15 @@ def test_concurrent_requests_never_overspend_the_budget(live_server, transaction
     assert used <= tenant.daily_token_budget
     assert UsageRecord.objects.filter(tenant=tenant).count() == statuses.count(201)
     assert Message.objects.filter(role="user").count() == 30  # nothing the clients sent was lost
+
+
+def test_a_budget_counter_redis_cannot_update_never_fails_a_stored_reply(api_client, conversation_id, tenant, settings, caplog):
+    """The reply and its ledger row are written before the budget is settled: with the shared state unreachable, the
+    client still gets its reply (never a 500), and the miss is logged for reconcile_budgets to repair."""
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: every shared-state call fails at once
+    assert budget_settle(reservation=budget_reserve(tenant=tenant, tokens=10), tenant=tenant, tokens_used=10) is None
+    response = post_message(api_client, conversation_id, "Hello while Redis is down")
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == "completed"
+    assert UsageRecord.objects.filter(tenant=tenant, message_id=response.json()["id"]).count() == 1
+    assert "not added to today's budget counter" in caplog.text
