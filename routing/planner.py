@@ -19,8 +19,8 @@ from providers.breaker import breaker
 from providers.errors import NoPriceError
 from providers.models import Capability, Credential, LLMModel, ModelPrice, ModelTier, price_in_force
 from routing.complexity.quantiles import share_threshold
-from routing.config_cache import memo, planning
 from routing.models import ComplexityCalibration, RoutingPolicy, RoutingRule, RoutingTarget, Strategy
+from tenants.config_cache import config_scope, memo
 from tenants.models import Tenant
 
 TIER_ORDER = {ModelTier.ECONOMY: 0, ModelTier.STANDARD: 1, ModelTier.PREMIUM: 2}
@@ -271,8 +271,8 @@ def resolve_model(name: str) -> tuple[LLMModel, ...]:
 
 
 def plan_route(ctx: RoutingContext) -> Plan:
-    """Plan one message. The configuration it reads is cached per process (routing.config_cache)."""
-    with planning():
+    """Plan one message. The configuration it reads is cached per process (tenants.config_cache)."""
+    with config_scope():
         return _plan(ctx)
 
 

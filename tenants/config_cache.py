@@ -1,6 +1,6 @@
 """A per-process cache of the configuration that every chat request reads and staff rarely change: API keys and
-their tenants, assistants and key scopes, and the routing configuration (routing.config_cache). Without it, a chat
-request re-reads the same rows each time.
+their tenants, assistants and key scopes, and the routing configuration (routing.planner). Each app's
+AppConfig.ready watches the models it caches. Without it, a chat request re-reads the same rows each time.
 
 Consistency: a save or delete of a watched model (`watch`) drops this process's entries at once and, when its
 transaction commits, replaces a random version token in the shared cache (Django's cache: Redis when REDIS_URL is
