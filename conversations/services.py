@@ -284,11 +284,7 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     reply.error_code = ""
     reply.error_detail = ""
     reply.completed_at = timezone.now()
-    completed = reply_complete_write(
-        reply, COMPLETED_FIELDS, record=record, attempt_logs=execution.unsaved_logs, conversation_id=reply.conversation_id,
-        input_tokens=usage.total_input_tokens, output_tokens=usage.output_tokens, cost=record.cost,
-    )
-    if not completed:
+    if not reply_complete_write(reply, COMPLETED_FIELDS, record=record, attempt_logs=execution.unsaved_logs):
         return _load(reply.pk)  # finished by another claimant; never bill twice
     transaction.on_commit(lambda: usage_record_counted(record), robust=True)
     return reply

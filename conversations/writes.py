@@ -133,16 +133,12 @@ def reply_complete_write(
     *,
     record: UsageRecord,
     attempt_logs: list[AttemptLog],
-    conversation_id: UUID,
-    input_tokens: int,
-    output_tokens: int,
-    cost: Decimal,
 ) -> bool:
-    """Save the fields `names` of the completed reply, append its ledger row, add its usage to the conversation's
-    totals and write the attempt rows, in one statement. The reply is written only if no other claimant completed
-    it first (the UPDATE waits for that claimant's row lock, then re-checks the status); then the ledger row and
-    the totals are not written either, so a call is never billed twice. The attempt rows are written in every case: the calls
-    happened. Returns whether this call completed the reply."""
+    """Save the fields `names` of the completed reply, append its ledger row `record`, add the row's tokens and cost
+    to the conversation's totals and write the attempt rows, in one statement. The reply is written only if no other
+    claimant completed it first (the UPDATE waits for that claimant's row lock, then re-checks the status); then the
+    ledger row and the totals are not written either, so a call is never billed twice. The attempt rows are written
+    in every case: the calls happened. Returns whether this call completed the reply."""
     assignments, params = _update(reply, tuple(names))
     parts = [
         f"completed AS (UPDATE {_q(Message._meta.db_table)} {assignments} "
@@ -158,7 +154,8 @@ def reply_complete_write(
         f"{_q('cost')} = {_q('cost')} + %s, {_q('updated_at')} = %s "
         f"WHERE {_q('id')} = %s AND EXISTS (SELECT 1 FROM completed))"
     )
-    params += [input_tokens, output_tokens, cost, timezone.now(), conversation_id]
+    input_tokens = record.input_tokens + record.cached_input_tokens + record.cache_write_tokens
+    params += [input_tokens, record.output_tokens, record.cost, timezone.now(), reply.conversation_id]
     if attempt_logs:
         logs, logs_params = _insert(attempt_logs)
         parts.append(f"attempts AS ({logs})")

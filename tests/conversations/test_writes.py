@@ -75,8 +75,7 @@ def complete(reply, conversation, credential, *, latency_ms=7):
     log = AttemptLog(provider_kind="openai", model=llm, credential=credential, tenant_id=reply.tenant_id, outcome="ok",
                      latency_ms=latency_ms)
     with CaptureQueriesContext(connection) as queries:
-        done = reply_complete_write(reply, COMPLETED_FIELDS, record=record, attempt_logs=[log], conversation_id=conversation.pk,
-                                    input_tokens=1_000, output_tokens=500, cost=record.cost)
+        done = reply_complete_write(reply, COMPLETED_FIELDS, record=record, attempt_logs=[log])
     assert len(queries.captured_queries) == 1
     return done, record
 
