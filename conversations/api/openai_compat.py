@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 
 from conversations.access import access_assistant
 from conversations.api.errors import reply_failed_error
+from conversations.api.serializers import has_nul
 from conversations.api.views import scoped_assistant
 from conversations.models import Conversation, Message
 from conversations.services import Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream
@@ -35,7 +36,7 @@ CHAT_ROLES = {"user", "assistant", "tool"}
 
 def _no_nul(text: str, field: str) -> str:
     """PostgreSQL cannot store a NUL character in text: refuse it as a validation error, like the REST API."""
-    if "\x00" in text:
+    if has_nul(text):
         raise ValidationError({field: "Null characters are not allowed."})
     return text
 

@@ -4,13 +4,14 @@ from django.conf import settings
 from rest_framework import serializers
 
 
-def _has_nul(value) -> bool:
+def has_nul(value) -> bool:
+    """Whether a string, or any string in a JSON value, holds a NUL character (PostgreSQL text and jsonb cannot)."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(has_nul(v) for v in value)
     return False
 
 
@@ -19,7 +20,7 @@ class MetadataField(serializers.DictField):
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        if _has_nul(value):
+        if has_nul(value):
             raise serializers.ValidationError("Null characters are not allowed.")
         return value
 
