@@ -11,7 +11,8 @@ come from the models' fields, as `Model.save()` takes them (`Field.pre_save`, th
 column cannot be forgotten; only the statement is written by hand, as a data-modifying `WITH`. Each row travels
 as one JSON document that PostgreSQL turns into the table's row type (`jsonb_populate_record`), so the statement
 text is the same every time and is parsed once by psycopg. No model signals are sent: nothing listens to these
-models' saves (tests/conversations/test_writes.py checks that).
+models' saves (tests/conversations/test_writes.py checks that). Other databases (`make run`'s SQLite demo) take the
+same writes through the ORM, in one transaction each (tests/agencyhub/test_sqlite_demo.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from functools import cache
 from uuid import UUID
 
 from django.db import connection, models, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from billing.models import UsageRecord
@@ -110,9 +112,15 @@ def _execute(sql: str, params: list, *, savepoint: bool) -> list[tuple]:
     return run()
 
 
+def _postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
 def messages_insert(conversation: Conversation, user_message: Message, reply: Message, *, savepoint: bool = False) -> None:
     """Store a user message and its reply. An unsaved `conversation` is inserted with them; a saved one gets its
     `updated_at` moved. Raises IntegrityError (nothing written) on a duplicate Idempotency-Key."""
+    if not _postgresql():
+        return _messages_insert_orm(conversation, user_message, reply)
     insert, params = _insert([user_message, reply])
     if conversation._state.adding:
         conversation_insert, conversation_params = _insert([conversation])
@@ -139,6 +147,8 @@ def reply_complete_write(
     claimant completed it first (the UPDATE waits for that claimant's row lock, then re-checks the status); then the
     ledger row and the totals are not written either, so a call is never billed twice. The attempt rows are written
     in every case: the calls happened. Returns whether this call completed the reply."""
+    if not _postgresql():
+        return _reply_complete_write_orm(reply, names, record=record, attempt_logs=attempt_logs)
     assignments, params = _update(reply, tuple(names))
     parts = [
         f"completed AS (UPDATE {_q(Message._meta.db_table)} {assignments} "
@@ -165,4 +175,32 @@ def reply_complete_write(
         return False
     record.pk = ledger_id
     _saved(record)
+    return True
+
+
+# --- the same writes through the ORM, for databases other than PostgreSQL (`make run`'s SQLite demo) ----------------
+
+
+def _messages_insert_orm(conversation: Conversation, user_message: Message, reply: Message) -> None:
+    with transaction.atomic():
+        if conversation._state.adding:
+            conversation.save(force_insert=True)
+        else:
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        Message.objects.bulk_create([user_message, reply])
+
+
+def _reply_complete_write_orm(reply: Message, names: list[str], *, record: UsageRecord, attempt_logs: list[AttemptLog]) -> bool:
+    with transaction.atomic():
+        AttemptLog.objects.bulk_create(attempt_logs)
+        if not Message.objects.select_for_update().filter(pk=reply.pk).exclude(status=MessageStatus.COMPLETED).exists():
+            return False
+        reply.save(update_fields=names)
+        record.save()
+        Conversation.objects.filter(pk=reply.conversation_id).update(
+            input_tokens=F("input_tokens") + record.input_tokens + record.cached_input_tokens + record.cache_write_tokens,
+            output_tokens=F("output_tokens") + record.output_tokens,
+            cost=F("cost") + record.cost,
+            updated_at=timezone.now(),
+        )
     return True

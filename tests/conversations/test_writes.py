@@ -64,7 +64,7 @@ def test_a_duplicate_idempotency_key_writes_nothing_not_even_the_new_conversatio
     assert Message.objects.filter(tenant=tenant).count() == 2  # and the test's transaction is still usable
 
 
-def complete(reply, conversation, credential, *, latency_ms=7):
+def complete(reply, conversation, credential, *, latency_ms=7, statements=1):
     llm = credential.provider.models.get(model_id="gpt-4o-mini")
     result = ChatResult(text="Done.", model="gpt-4o-mini-2024", finish_reason=FinishReason.STOP,
                         usage=Usage(input_tokens=1_000, output_tokens=500), latency_ms=latency_ms, request_id="req-1")
@@ -76,7 +76,8 @@ def complete(reply, conversation, credential, *, latency_ms=7):
                      latency_ms=latency_ms)
     with CaptureQueriesContext(connection) as queries:
         done = reply_complete_write(reply, COMPLETED_FIELDS, record=record, attempt_logs=[log])
-    assert len(queries.captured_queries) == 1
+    if statements is not None:
+        assert len(queries.captured_queries) == statements
     return done, record
 
 
@@ -112,4 +113,20 @@ def test_a_reply_completed_twice_is_billed_once_but_both_calls_are_logged(tenant
     assert (first, second) == (True, False)
     assert record.pk is None and UsageRecord.objects.filter(message_id=reply.pk).count() == 1
     assert Conversation.objects.get(pk=conversation.pk).output_tokens == 500
+    assert sorted(AttemptLog.objects.filter(tenant_id=tenant.pk).values_list("latency_ms", flat=True)) == [5, 9]
+
+
+def test_other_databases_get_the_same_rows_through_the_orm(tenant, openai_credential, monkeypatch):
+    """`make run` uses SQLite: the writes fall back to the ORM there, with the same rows and the same bill-once rule."""
+    monkeypatch.setattr("conversations.writes._postgresql", lambda: False)
+    conversation = Conversation(tenant=tenant, assistant=assistant_default(tenant=tenant))
+    user, reply = pair(tenant, conversation, "Hello")
+    messages_insert(conversation, user, reply)
+    assert Conversation.objects.filter(pk=conversation.pk).exists() and conversation.messages.count() == 2
+    first, record = complete(reply, conversation, openai_credential, latency_ms=5, statements=None)
+    second, _ = complete(Message.objects.get(pk=reply.pk), conversation, openai_credential, latency_ms=9, statements=None)
+    assert (first, second) == (True, False)
+    assert UsageRecord.objects.get(message_id=reply.pk).cost == record.cost == Message.objects.get(pk=reply.pk).cost
+    totals = Conversation.objects.get(pk=conversation.pk)
+    assert (totals.input_tokens, totals.output_tokens, totals.cost) == (1_000, 500, record.cost)
     assert sorted(AttemptLog.objects.filter(tenant_id=tenant.pk).values_list("latency_ms", flat=True)) == [5, 9]
