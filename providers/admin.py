@@ -14,8 +14,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from tenants.admin_paginator import EstimatedCountPaginator
+from providers.errors import NoPriceError
 from providers.health import circuits_not_closed
-from providers.models import AttemptLog, Credential, LLMModel, ModelPrice, Provider, ProviderKind
+from providers.models import AttemptLog, Credential, LLMModel, ModelPrice, Provider, ProviderKind, price_in_force
 from providers.state import UNAVAILABLE
 
 log = logging.getLogger(__name__)
@@ -163,21 +164,26 @@ class CredentialAdmin(EnableDisableActions, admin.ModelAdmin):
 
 
 class ModelPriceFormSet(forms.BaseInlineFormSet):
-    """An enabled model must have a price: a call to it is never billed as zero. `self.instance` is the model as
-    submitted (the admin builds the inlines on the unsaved object), so enabling and pricing can be one save."""
+    """An enabled model must have a price in force: a call to it is never billed as zero. Decided from the prices
+    this save leaves (the existing ones not deleted in it, plus the new ones), as `price_in_force` picks them for the
+    ledger. `self.instance` is the model as submitted (the admin builds the inlines on the unsaved object), so
+    enabling and pricing can be one save."""
 
     def clean(self):
         super().clean()
         if not self.instance.is_enabled:
             return
-        new_prices = [form for form in self.forms if form.has_changed() and not self.can_delete_form(form)]
-        if not new_prices and not (self.instance.pk and self.instance.prices.exists()):
+        kept = [
+            form.instance for form in self.forms
+            if (form.instance.pk or form.has_changed()) and not self._should_delete_form(form) and form.instance.valid_from
+        ]
+        try:
+            price_in_force(self.instance, kept, timezone.now())
+        except NoPriceError:
             raise forms.ValidationError(
-                "This model has no price: add one before enabling it (calls to it could not be billed)."
-            )
-
-    def can_delete_form(self, form) -> bool:
-        return bool(self.can_delete and form.cleaned_data.get("DELETE"))
+                "This model has no price in force: add one valid from now or earlier before enabling it "
+                "(calls to it could not be billed)."
+            ) from None
 
 
 class ModelPriceInline(admin.TabularInline):
@@ -223,7 +229,7 @@ class LLMModelAdmin(EnableDisableActions, admin.ModelAdmin):
 
     def _set_enabled(self, request, queryset, enabled: bool) -> None:
         if enabled:
-            priceless = [m for m in queryset if not m.prices.filter(valid_from__lte=timezone.now()).exists()]
+            priceless = [m for m in queryset if m._from is None]  # get_queryset annotates the price in force
             if priceless:
                 names = ", ".join(m.model_id for m in priceless)
                 self.message_user(

@@ -55,3 +55,38 @@ def test_a_disabled_model_may_wait_for_its_price_then_enabling_it_is_refused(adm
     assert "has no price" in response.content.decode()
     model.refresh_from_db()
     assert not model.is_enabled
+
+
+def test_a_price_that_starts_later_does_not_count_as_in_force(admin_client, provider):
+    future = {**PRICE, "valid_from_0": "2099-01-01"}
+    response = admin_client.post("/admin/providers/llmmodel/add/", model_form(provider, enabled=True, prices=[future]))
+
+    assert response.status_code == 200
+    assert "has no price in force" in response.content.decode()
+    assert not LLMModel.objects.filter(model_id="gpt-new").exists()
+
+
+def test_deleting_the_last_price_of_an_enabled_model_is_refused(admin_client, provider):
+    assert admin_client.post("/admin/providers/llmmodel/add/", model_form(provider, enabled=True, prices=[PRICE])).status_code == 302
+    model = LLMModel.objects.get(model_id="gpt-new")
+    price = ModelPrice.objects.get(model=model)
+    data = model_form(provider, enabled=True, initial_prices=1)
+    data.update({"prices-0-id": str(price.pk), "prices-0-model": str(model.pk), "prices-0-DELETE": "on"})
+
+    response = admin_client.post(f"/admin/providers/llmmodel/{model.pk}/change/", data)
+
+    assert response.status_code == 200
+    assert "has no price in force" in response.content.decode()
+    assert ModelPrice.objects.filter(pk=price.pk).exists()
+
+
+def test_the_enable_action_refuses_a_model_whose_only_price_starts_later(admin_client, provider):
+    model = LLMModel.objects.create(provider=provider, model_id="gpt-later", display_name="Later", context_window=8000,
+                                    max_output_tokens=1000, tier="standard", is_enabled=False)
+    ModelPrice.objects.create(model=model, valid_from="2099-01-01T00:00:00Z", input_per_mtok=1, output_per_mtok=2)
+
+    response = admin_client.post("/admin/providers/llmmodel/", {"action": "enable", "_selected_action": [model.pk]}, follow=True)
+
+    assert "has no price in force" in response.content.decode()
+    model.refresh_from_db()
+    assert not model.is_enabled
