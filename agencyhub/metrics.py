@@ -1,6 +1,6 @@
 """`GET /metrics`: Prometheus text exposition (format 0.0.4), rendered at scrape time from
 
-- the counters that `usage_record_append` and `attempt_record` keep in the shared state (providers.metrics):
+- the counters that `usage_record_count` and `attempt_record` keep in the shared state (providers.metrics):
   billed calls, tokens, cost, latency histogram, attempts and errors per provider and model;
 - the circuit breakers that are not closed (providers.breaker);
 - today's budget use of every active tenant with a daily budget (billing.budget), one MGET for all of them.

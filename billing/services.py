@@ -60,24 +60,37 @@ def usage_record_build(
     )
 
 
-def usage_record_append(**kwargs) -> UsageRecord:
-    """Append one ledger row (usage_record_build's arguments), counted for /metrics once it is committed."""
-    record = usage_record_build(**kwargs)
+def usage_record_append(
+    *,
+    tenant: Tenant,
+    model: LLMModel,
+    credential: Credential | None,
+    result: ChatResult,
+    conversation_id: UUID | None = None,
+    message_id: UUID | None = None,
+    at: datetime | None = None,
+) -> UsageRecord:
+    """Append one ledger row through the ORM (the chat engine writes its rows with the reply: conversations.writes)."""
+    record = usage_record_build(
+        tenant=tenant, model=model, credential=credential, result=result, conversation_id=conversation_id,
+        message_id=message_id, at=at,
+    )
     record.save()
-    transaction.on_commit(lambda: usage_record_counted(record), robust=True)
+    usage_record_count(record)
     return record
 
 
-def usage_record_counted(record: UsageRecord) -> None:
-    """Count a committed ledger row for /metrics (a rolled-back call was not billed, so count only after the commit;
-    and never make this network call inside a transaction)."""
-    metrics_usage_record(
-        provider=record.provider_kind, model=record.model.model_id, cost=record.cost, latency_ms=record.latency_ms,
-        tokens={
+def usage_record_count(record: UsageRecord) -> None:
+    """Count a written ledger row for /metrics once its transaction commits (at once outside one): a rolled-back
+    call was not billed. Every writer of ledger rows calls this."""
+    counts = {
+        "provider": record.provider_kind, "model": record.model.model_id, "cost": record.cost, "latency_ms": record.latency_ms,
+        "tokens": {
             "input": record.input_tokens, "output": record.output_tokens, "cached_input": record.cached_input_tokens,
             "cache_write": record.cache_write_tokens, "reasoning": record.reasoning_tokens,
         },
-    )
+    }
+    transaction.on_commit(lambda: metrics_usage_record(**counts), robust=True)
 
 
 def tenant_local_date(tenant: Tenant, at: datetime) -> date:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from billing.alerts import budget_alerts_check
 from billing.budget import BudgetExceeded, Reservation, budget_day, budget_release, budget_reserve, budget_settle
-from billing.services import SpendCapReached, spend_cap_check, usage_record_build, usage_record_counted
+from billing.services import SpendCapReached, spend_cap_check, usage_record_build, usage_record_count
 from conversations.context import PER_MESSAGE_OVERHEAD, estimate_tokens, history_for, merge_roles, trim_to_window
 from conversations.models import Assistant, Conversation, Message, MessageRole, MessageStatus
 from conversations.writes import messages_insert, reply_complete_write
@@ -286,7 +286,7 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     reply.completed_at = timezone.now()
     if not reply_complete_write(reply, COMPLETED_FIELDS, record=record, attempt_logs=execution.unsaved_logs):
         return _load(reply.pk)  # finished by another claimant; never bill twice
-    transaction.on_commit(lambda: usage_record_counted(record), robust=True)
+    usage_record_count(record)
     return reply
 
 
@@ -301,7 +301,7 @@ def _settle(reply: Message, plan: Plan, execution: Execution, reservation: Reser
     try:
         stored = _complete(reply, plan, execution)
     except NoPriceError as exc:
-        attempt_logs_write(execution.unsaved_logs)  # rolled back with the reply: the call still happened
+        attempt_logs_write(execution.unsaved_logs)  # never written (the completing write did not run): the calls happened
         budget_release(reservation=reservation)
         # Enabled models must have a price (the admin refuses otherwise); if one slipped through, say so loudly.
         log.error("reply %s answered by a model with no price: %s", reply.pk, exc)

@@ -1,5 +1,5 @@
 """Cheap Prometheus counters in the shared state, written at the two choke points every call passes through:
-`billing.services.usage_record_append` (tokens, cost, latency of billed calls) and `providers.health.attempt_record`
+`billing.services.usage_record_count` (tokens, cost, latency of billed calls) and `providers.health.attempt_record`
 (attempts and errors by outcome). `/metrics` (agencyhub.metrics) reads and renders them at scrape time.
 
 Increments are added up in this process and written by a background thread every `FLUSH_SECONDS`, in one
@@ -106,10 +106,6 @@ def metrics_pending_drop() -> None:
     _pending.take()
 
 
-def _write(increments: Mapping[str, Mapping[str, int]]) -> None:
-    _pending.add(increments)
-
-
 def metrics_usage_record(*, provider: str, model: str, tokens: Mapping[str, int], cost: Decimal, latency_ms: int) -> None:
     """Count one billed call."""
     latency_ms = max(0, int(latency_ms or 0))
@@ -122,12 +118,12 @@ def metrics_usage_record(*, provider: str, model: str, tokens: Mapping[str, int]
     for kind in TOKEN_KINDS:
         if tokens.get(kind):
             fields[field(provider, model, f"tokens_{kind}")] = int(tokens[kind])
-    _write({USAGE_KEY: fields})
+    _pending.add({USAGE_KEY: fields})
 
 
 def metrics_attempt_record(*, provider: str, model: str, outcome: str) -> None:
     """Count one attempt (a routed call or a probe) by its outcome: "ok" or the error kind."""
-    _write({ATTEMPTS_KEY: {field(provider, model, outcome or "unknown"): 1}})
+    _pending.add({ATTEMPTS_KEY: {field(provider, model, outcome or "unknown"): 1}})
 
 
 def metrics_read() -> tuple[dict[str, str], dict[str, str]]:
