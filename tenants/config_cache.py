@@ -74,14 +74,18 @@ def config_scope() -> Iterator[None]:
         _scope.entries = outer
 
 
-def memo(key: Hashable, build: Callable[[], T]) -> T:
+def memo(key: Hashable, build: Callable[[], T], *, cache_none: bool = True) -> T:
+    """`build()`, cached under `key` inside a scope. `cache_none=False` for keys a client chooses (an unknown API key
+    must not take a cache entry: a flood of random keys would grow the cache without bound)."""
     entries = getattr(_scope, "entries", None)
     if entries is None:
         return build()
     try:
         return entries[key]
     except KeyError:
-        value = entries[key] = build()
+        value = build()
+        if value is not None or cache_none:
+            entries[key] = value
         return value
 
 

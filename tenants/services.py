@@ -1,5 +1,5 @@
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -9,6 +9,7 @@ from tenants.models import ApiKey, Tenant, hash_api_key
 
 # last_used_at is a hint for staff, not an audit trail: write it at most this often per key.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+_last_used_written: dict[int, datetime] = {}  # key id -> when this process last wrote its last_used_at
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,17 @@ def api_key_resolve(raw: str) -> ApiKey | None:
     """The active key (and its tenant) for a raw secret, or None. One query, none inside a configuration scope
     (cached per process until a key or tenant changes: tenants.config_cache); last use is throttled."""
     key_hash = hash_api_key(raw)
-    key = memo(("api-key", key_hash), lambda: ApiKey.objects.active().select_related("tenant").filter(key_hash=key_hash).first())
+    key = memo(
+        ("api-key", key_hash), lambda: ApiKey.objects.active().select_related("tenant").filter(key_hash=key_hash).first(),
+        cache_none=False,
+    )
     if key is None:
         return None
     now = timezone.now()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+    last = _last_used_written.get(key.pk) or key.last_used_at  # the cached key itself is read-only
+    if last is None or now - last > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        key.last_used_at = now
+        _last_used_written[key.pk] = now
     return key
 
 

@@ -108,3 +108,11 @@ def test_a_key_revoked_by_another_process_is_refused_once_it_publishes(api_clien
     assert api_client.get("/v1/whoami").status_code == 200  # still cached: nothing was published
     cache.set(VERSION_KEY, uuid.uuid4().hex)  # what that process's commit publishes
     _assert_401(api_client.get("/v1/whoami"), "invalid_api_key")
+
+
+def test_an_unknown_key_takes_no_cache_entry_and_is_looked_up_each_time(client, db):
+    """A client chooses what it sends: caching misses would let a flood of random keys grow the cache without bound."""
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as queries:
+            _assert_401(client.get("/v1/whoami", HTTP_AUTHORIZATION="Bearer ahk_random-key"), "invalid_api_key")
+        assert len(queries.captured_queries) == 1
