@@ -176,7 +176,7 @@ class ChatCompletions(APIView):
         conversation = _conversation_for(request, request.data.get("user") or "")
         posted = message_post(
             tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:255], claim=True,
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
         )
         if stream and not posted.replayed:
             return self._stream(posted, overrides, include_usage)

@@ -113,7 +113,7 @@ class MessageCreate(APIView):
         posted = message_post(
             tenant=request.user.tenant, conversation=conversation, content=data.validated_data["content"], mode=mode,
             escalate=data.validated_data["escalate"], metadata=data.validated_data["metadata"],
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:255], claim=True,
+            idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
         )
         if mode == "async" or (posted.replayed and posted.reply.mode == "async"):
             response = Response(_posted_payload(posted), status=status.HTTP_202_ACCEPTED)
