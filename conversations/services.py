@@ -283,7 +283,7 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     reply.error_code = ""
     reply.error_detail = ""
     reply.completed_at = timezone.now()
-    if not reply_complete_write(reply, COMPLETED_FIELDS, record=record, attempt_logs=execution.unsaved_logs):
+    if not reply_complete_write(reply, COMPLETED_FIELDS, record=record, attempt_logs=[execution.success_log]):
         return _load(reply.pk)  # finished by another claimant; never bill twice
     usage_record_count(record)
     return reply
@@ -300,7 +300,7 @@ def _settle(reply: Message, plan: Plan, execution: Execution, reservation: Reser
     try:
         stored = _complete(reply, plan, execution)
     except NoPriceError as exc:
-        attempt_logs_write(execution.unsaved_logs)  # never written (the completing write did not run): the calls happened
+        attempt_logs_write([execution.success_log])  # never written (the completing write did not run): the calls happened
         budget_release(reservation=reservation)
         # Enabled models must have a price (the admin refuses otherwise); if one slipped through, say so loudly.
         log.error("reply %s answered by a model with no price: %s", reply.pk, exc)
@@ -370,7 +370,7 @@ def reply_generate(*, reply_id, overrides: Overrides | None = None, claimed: Mes
     build = _request_builder(reply, prompt)
     _release_db_connection()
     try:
-        execution = execute(plan, build, tenant_id=reply.tenant_id, defer_success_log=True)
+        execution = execute(plan, build, tenant_id=reply.tenant_id)
     except AllCandidatesFailed as failure:
         raise _all_failed(reply, plan, failure, reservation) from failure
     except BaseException:
@@ -409,7 +409,7 @@ def reply_stream(*, reply_id, overrides: Overrides | None = None, claimed: Messa
         return
     build = _request_builder(reply, prompt)
     outcome = StreamOutcome()
-    deltas = execute_stream(plan, build, outcome, tenant_id=reply.tenant_id, defer_success_log=True)
+    deltas = execute_stream(plan, build, outcome, tenant_id=reply.tenant_id)
     _release_db_connection()
     started = False
     try:

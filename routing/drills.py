@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from providers.health import attempt_logs_write
 from providers.types import ChatMessage, ChatRequest
 from routing.executor import AllCandidatesFailed, execute
 from routing.models import RoutingPolicy, RoutingTarget
@@ -37,6 +38,7 @@ def drill_target(target: RoutingTarget, *, tenant: Tenant | None, allow_agency: 
         execution = execute(plan, _drill_request, tenant_id=tenant.pk if tenant else None)
     except AllCandidatesFailed as failure:
         return {**report, "status": "failed", "error": str(failure), "attempts": [a.as_dict() for a in failure.attempts]}
+    attempt_logs_write([execution.success_log])
     return {
         **report,
         "status": "ok",

@@ -15,6 +15,7 @@ from providers.breaker import breaker
 from providers.crypto import DecryptionError
 from providers.errors import ErrorKind, ProviderError
 from providers.health import attempt_record
+from providers.models import AttemptLog
 from providers.types import ChatRequest, ChatResult
 from routing.planner import Candidate, Plan
 
@@ -43,9 +44,10 @@ class Execution:
     candidate: Candidate
     result: ChatResult
     attempts: list[Attempt] = field(default_factory=list)
-    # With defer_success_log: the successful attempt's AttemptLog row, unsaved; the caller writes it
-    # (providers.health.attempt_logs_write) in the transaction that stores the reply.
-    unsaved_logs: list = field(default_factory=list)
+    # The successful attempt's AttemptLog row, unsaved: the caller writes it with what it stores (the chat engine with
+    # the reply, conversations.writes; others with providers.health.attempt_logs_write). Failed attempts are written
+    # as they happen.
+    success_log: AttemptLog | None = None
 
 
 class AllCandidatesFailed(Exception):
@@ -89,12 +91,11 @@ class _Chain:
     """Walks a plan's candidates: skips open circuits and cool-downs without calling them, and after a
     'context too long' only goes on to models with a larger window."""
 
-    def __init__(self, plan: Plan, tenant_id: int | None, defer_success_log: bool = False):
+    def __init__(self, plan: Plan, tenant_id: int | None):
         self.plan = plan
         self.tenant_id = tenant_id
-        self.defer_success_log = defer_success_log
         self.attempts: list[Attempt] = []
-        self.unsaved_logs: list = []
+        self.success_log: AttemptLog | None = None
         self.min_window = 0
 
     def __iter__(self) -> Iterator[Candidate]:
@@ -126,10 +127,8 @@ class _Chain:
 
     def succeeded(self, candidate: Candidate, started: float) -> None:
         latency = int((time.perf_counter() - started) * 1000)
-        row = attempt_record(credential=candidate.credential, model=candidate.model, outcome="ok", latency_ms=latency,
-                             error=None, tenant_id=self.tenant_id, save=not self.defer_success_log)
-        if self.defer_success_log:
-            self.unsaved_logs.append(row)
+        self.success_log = attempt_record(credential=candidate.credential, model=candidate.model, outcome="ok",
+                                          latency_ms=latency, error=None, tenant_id=self.tenant_id, save=False)
         self.attempts.append(Attempt(
             candidate=candidate.label, model_id=candidate.model.pk, credential_id=candidate.credential.pk,
             outcome="ok", latency_ms=latency,
@@ -143,8 +142,8 @@ def _adapter(candidate: Candidate):
         raise ProviderError(ErrorKind.AUTHENTICATION, str(exc)) from exc
 
 
-def execute(plan: Plan, build_request: RequestFactory, *, tenant_id: int | None = None, defer_success_log: bool = False) -> Execution:
-    chain = _Chain(plan, tenant_id, defer_success_log)
+def execute(plan: Plan, build_request: RequestFactory, *, tenant_id: int | None = None) -> Execution:
+    chain = _Chain(plan, tenant_id)
     last_error: ProviderError | None = None
     for candidate in chain:
         started = time.perf_counter()
@@ -157,7 +156,7 @@ def execute(plan: Plan, build_request: RequestFactory, *, tenant_id: int | None 
                 break
             continue
         chain.succeeded(candidate, started)
-        return Execution(candidate=candidate, result=result, attempts=chain.attempts, unsaved_logs=chain.unsaved_logs)
+        return Execution(candidate=candidate, result=result, attempts=chain.attempts, success_log=chain.success_log)
     raise AllCandidatesFailed(chain.attempts, last_error)
 
 
@@ -171,11 +170,11 @@ class StreamOutcome:
 
 
 def execute_stream(
-    plan: Plan, build_request: RequestFactory, outcome: StreamOutcome, *, tenant_id: int | None = None, defer_success_log: bool = False,
+    plan: Plan, build_request: RequestFactory, outcome: StreamOutcome, *, tenant_id: int | None = None,
 ) -> Iterator[str]:
     """Yield text deltas. Fails over silently until the first delta; after it, raises StreamInterrupted
     (never a second provider's text after the first's: that would duplicate what the client has)."""
-    chain = _Chain(plan, tenant_id, defer_success_log)
+    chain = _Chain(plan, tenant_id)
     outcome.attempts = chain.attempts
     last_error: ProviderError | None = None
     for candidate in chain:
@@ -190,7 +189,7 @@ def execute_stream(
                 elif event.type == "done" and event.result is not None:
                     chain.succeeded(candidate, started)
                     outcome.execution = Execution(candidate=candidate, result=event.result, attempts=chain.attempts,
-                                                  unsaved_logs=chain.unsaved_logs)
+                                                  success_log=chain.success_log)
                     return
             raise ProviderError(ErrorKind.CONNECTION, "the stream ended without a final result")
         except ProviderError as error:

@@ -1,0 +1,45 @@
+"""Failover drills: each chain's primary is skipped on purpose and a backup must answer (routing.drills, the
+failover_drill command)."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from providers.models import AttemptLog
+from routing.drills import failover_drill
+from routing.models import RoutingPolicy, RoutingTarget
+from tests.chat_fixtures import model
+
+
+def test_a_drill_skips_the_primary_and_the_backup_answers(tenant, policy):
+    (report,) = failover_drill(tenant=tenant)
+    assert report["status"] == "ok" and report["policy"] == "Acme" and report["target"] == "Economy chain"
+    assert report["primary"] == "anthropic:claude-haiku-4-5 (agency)"
+    assert report["answered_by"] == "openai:gpt-4o-mini (agency)"
+    assert [a["outcome"] for a in report["attempts"]] == ["ok"] and report["latency_ms"] >= 0
+    logged = AttemptLog.objects.filter(tenant_id=tenant.pk)
+    assert [(a.provider_kind, a.outcome) for a in logged] == [("openai", "ok")]  # the skipped primary was never called
+
+
+def test_a_chain_without_a_backup_fails_the_drill(tenant, providers_on_simulator):
+    lonely = RoutingTarget.objects.create(name="Lonely", model=model("openai", "gpt-4o-mini"))
+    RoutingPolicy.objects.create(name="Solo", tenant=tenant, default_target=lonely)
+    (report,) = failover_drill(tenant=tenant)
+    assert report["status"] == "failed" and "no backup" in report["error"]
+
+
+def test_the_command_prints_the_report_and_fails_when_a_chain_fails(tenant, policy, providers_on_simulator):
+    out = StringIO()
+    call_command("failover_drill", "--tenant", tenant.slug, stdout=out, stderr=StringIO())
+    printed = json.loads(out.getvalue())
+    assert printed["ok"] is True and printed["chains"][0]["answered_by"] == "openai:gpt-4o-mini (agency)"
+
+    policy.default_target = RoutingTarget.objects.create(name="Lonely", model=model("openai", "gpt-4o-mini"))
+    policy.save()
+    with pytest.raises(SystemExit) as exited:
+        call_command("failover_drill", "--tenant", tenant.slug, stdout=StringIO(), stderr=StringIO())
+    assert exited.value.code == 1
+    with pytest.raises(CommandError, match="no tenant"):
+        call_command("failover_drill", "--tenant", "nobody", stdout=StringIO(), stderr=StringIO())
