@@ -8,10 +8,10 @@ by `created_at` (indexed). How each figure is computed: docs/dashboard.md.
   them): tokens against `daily_token_budget`, billed amount against `monthly_spend_cap`, list cost, and the cost
   of the same tokens on the savings reference model. At most three ledger queries (one per distinct local date
   the clients are on right now).
-- `savings_reference_model()`: the model whose current price the savings are measured against.
+- `savings_reference()`: the model whose current price the savings are measured against, and that price.
 - `model_figures()`: per provider and model over the last 24 h: requests, error rate, latency p50 / p95 (from
   `providers.health.health_summary`, probes left out), thumbs-up rate, cost per conversation.
-- `open_breakers()`, `credentials_needing_attention()`.
+- `credentials_needing_attention()` (and the open circuits: providers.health.circuits_not_closed).
 - `dashboard(user)`: all of it for one user; money figures only with `billing.view_usagerecord`.
 """
 
@@ -32,9 +32,10 @@ from billing.services import billed_amount
 from conversations.models import Feedback
 from providers.errors import NoPriceError
 from providers.health import circuits_not_closed, health_summary
-from providers.models import COST_PLACES, MTOK, Credential, LLMModel, ModelPrice, ModelTier, price_for
+from providers.models import COST_PLACES, MTOK, Credential, LLMModel, ModelPrice, ModelTier, price_in_force
 from routing.models import RoutingPolicy
-from routing.planner import tier_models
+from routing.planner import model_prices, policy_rules, tier_models
+from tenants.config_cache import config_scope
 from tenants.models import Tenant
 
 MONEY_PERMISSION = "billing.view_usagerecord"
@@ -59,41 +60,38 @@ def _cost(value) -> Decimal:
 
 # --------------------------------------------------------------------------------------------- savings reference
 
-def savings_reference_model() -> LLMModel | None:
-    """What "premium alone" means for the savings figure, in this order:
+def savings_reference(*, now: datetime | None = None) -> tuple[LLMModel | None, ModelPrice | None]:
+    """The model "premium alone" means for the savings figure, and its price in force, in this order:
 
     1. the agency default routing policy's first enabled rule that sends messages to the premium tier (the starter
        policy's "Escalation" rule): the head model of its target, or for a tier target the cheapest enabled premium
-       model (the one routing itself would try first);
+       model with a price (the one routing itself would try first);
     2. otherwise, the most expensive enabled model with a price in force (input + output per MTok).
-    """
-    policy = RoutingPolicy.objects.filter(is_agency_default=True).first()
-    if policy is not None:
-        rules = policy.rules.filter(is_enabled=True).select_related("target__model__provider").order_by("position", "pk")
-        for rule in rules:
+
+    Read through the configuration cache (the planner's own lookups, prices included): no query per model."""
+    now = now or timezone.now()
+
+    def price(model: LLMModel) -> ModelPrice | None:
+        try:
+            return price_in_force(model, model_prices(model), now)
+        except NoPriceError:
+            return None
+
+    with config_scope():
+        policy = RoutingPolicy.objects.filter(is_agency_default=True).first()
+        for rule in policy_rules(policy) if policy is not None else ():
             target = rule.target
             if target.model_id and target.model.tier == ModelTier.PREMIUM:
-                return target.model
+                return target.model, price(target.model)
             if target.tier == ModelTier.PREMIUM:
-                candidates = [m for m in tier_models(ModelTier.PREMIUM) if _current_price(m) is not None]
-                if candidates:
-                    return candidates[0]
-    best, best_key = None, None
-    for model in LLMModel.objects.filter(is_enabled=True).select_related("provider"):
-        price = _current_price(model)
-        if price is None:
-            continue
-        key = price.input_per_mtok + price.output_per_mtok
-        if best_key is None or key > best_key:
-            best, best_key = model, key
-    return best
-
-
-def _current_price(model: LLMModel) -> ModelPrice | None:
-    try:
-        return price_for(model)
-    except NoPriceError:
-        return None
+                for model in tier_models(ModelTier.PREMIUM):
+                    if (found := price(model)) is not None:
+                        return model, found
+        enabled = LLMModel.objects.filter(is_enabled=True).select_related("provider").prefetch_related("prices")
+        priced = [(model, found) for model in enabled if (found := price(model)) is not None]
+    if not priced:
+        return None, None
+    return max(priced, key=lambda pair: pair[1].input_per_mtok + pair[1].output_per_mtok)
 
 
 def _rate_expression(rates: dict[str, Decimal]):
@@ -271,11 +269,6 @@ def provider_figures(models: list[dict]) -> list[dict]:
 
 # --------------------------------------------------------------------------------------------- attention
 
-def open_breakers() -> list[dict]:
-    """Circuits open, half-open or cooling down right now (from the shared state), with names for people."""
-    return circuits_not_closed()
-
-
 def credentials_needing_attention() -> list[dict]:
     """Credentials that are disabled or flagged for staff (a provider rejected the key)."""
     rows = Credential.objects.filter(Q(is_enabled=False) | Q(needs_attention=True)).select_related("provider", "tenant")
@@ -296,12 +289,11 @@ def dashboard(user, *, now: datetime | None = None) -> dict:
     models = model_figures(now=now)
     data: dict = {
         "now": now, "money": money, "window_hours": int(MODEL_WINDOW.total_seconds() // 3600),
-        "breakers": open_breakers(), "credentials": credentials_needing_attention(),
+        "breakers": circuits_not_closed(), "credentials": credentials_needing_attention(),
     }
     providers = provider_figures(models)
     if money:
-        reference = savings_reference_model()
-        price = _current_price(reference) if reference else None
+        reference, price = savings_reference(now=now)
         data["reference_model"] = reference
         data["reference_price"] = price
         data["spend"] = tenant_spend(now=now, reference_price=price)

@@ -18,6 +18,7 @@ from billing.models import UsageRecord
 from billing.services import usage_record_append
 from conversations.models import Assistant, Conversation, Feedback, Message
 from providers.breaker import breaker
+from providers.health import circuits_not_closed
 from providers.models import AttemptLog, Credential, LLMModel, ModelPrice, ModelTier
 from providers.services import credential_set, provider_configure
 from providers.types import ChatResult, FinishReason, Usage
@@ -120,14 +121,16 @@ def world():
 
 
 def test_savings_reference_is_the_agency_policy_premium_target(world):
-    assert dash.savings_reference_model() == world["premium"]
+    assert dash.savings_reference()[0] == world["premium"]
 
 
 def test_savings_reference_falls_back_to_the_most_expensive_enabled_model(world):
     RoutingPolicy.objects.all().delete()
-    assert dash.savings_reference_model() == world["premium"]
+    with CaptureQueriesContext(connection) as queries:
+        assert dash.savings_reference()[0] == world["premium"]
+    assert len(queries) == 3  # the policy, the enabled models, all their prices: not one query per model
     LLMModel.objects.filter(pk=world["premium"].pk).update(is_enabled=False)
-    assert dash.savings_reference_model() == world["cheap"]
+    assert dash.savings_reference()[0] == world["cheap"]
 
 
 def test_spend_per_client_today_and_this_month(world):
@@ -194,7 +197,7 @@ def test_model_figures_last_24_hours(world):
 def test_open_breakers_and_credentials_needing_attention(world):
     breaker().force_open(world["agency_cheap"].pk, world["cheap"].pk, 60)
     breaker().record_success(world["agency_premium"].pk, world["premium"].pk, 120)  # closed: not listed
-    [circuit] = dash.open_breakers()
+    [circuit] = circuits_not_closed()
     assert circuit["state"] == "open"
     assert (circuit["provider"], circuit["credential"], circuit["owner"], circuit["model"]) == ("sandbox", "agency", "agency", "cheap")
     assert 0 < circuit["retry_in"] <= 60
