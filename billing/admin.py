@@ -12,7 +12,7 @@ from django.utils.html import format_html
 
 from tenants.admin_paginator import EstimatedCountPaginator
 from billing import views as billing_views
-from billing.invoicing import InvoiceError, credit_note_create, invoice_issue, invoices_generate
+from billing.invoicing import InvoiceError, credit_note_create, invoice_issue, invoices_generate, parse_month
 from billing.models import BudgetAlert, DailyUsage, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, UsageRecord
 from providers.admin import ProviderKindFilter, SlowFilter
 from tenants.models import Tenant
@@ -107,7 +107,7 @@ class GenerateInvoicesForm(forms.Form):
 
     def clean_month(self) -> date:
         try:
-            return date.fromisoformat(f"{self.cleaned_data['month']}-01")
+            return parse_month(self.cleaned_data["month"])
         except ValueError:
             raise forms.ValidationError("Enter a month as YYYY-MM.") from None
 

@@ -46,6 +46,14 @@ class InvoiceError(Exception):
     """A request the invoice rules refuse (issuing a void invoice, crediting a draft...)."""
 
 
+def parse_month(value: str) -> date:
+    """The first day of a month written YYYY-MM (ValueError otherwise): the form, the command and the finance page."""
+    try:
+        return date.fromisoformat(f"{value.strip()}-01")
+    except ValueError:
+        raise ValueError(f"{value!r} is not a month written YYYY-MM") from None
+
+
 def month_bounds(month: date) -> tuple[date, date]:
     """First and last day of the month that contains `month`."""
     start = month.replace(day=1)
@@ -86,14 +94,6 @@ def _month_lines(start: date, end: date, tenant_ids: Iterable[int] | None = None
     return lines
 
 
-def _line_amount(section: str, provider_cost: Decimal, percent: Decimal) -> Decimal:
-    byok = section == InvoiceSection.BYOK
-    return to_cents(billed_amount(
-        agency_cost=Decimal("0") if byok else provider_cost, byok_cost=provider_cost if byok else Decimal("0"),
-        markup_percent=percent, byok_fee_percent=percent,
-    ))
-
-
 @transaction.atomic
 def _invoice_build(tenant: Tenant, start: date, end: date, lines: list[_LineData]) -> Invoice:
     # Serialise builders of this tenant's invoices. NO KEY UPDATE does not block the ledger's inserts, whose
@@ -112,11 +112,15 @@ def _invoice_build(tenant: Tenant, start: date, end: date, lines: list[_LineData
 
     new_lines = []
     for line in lines:
-        percent = tenant.byok_fee_percent if line.section == InvoiceSection.BYOK else tenant.markup_percent
+        byok = line.section == InvoiceSection.BYOK
         provider_cost = line.sums["provider_cost"] or Decimal("0")
+        amount = billed_amount(
+            agency_cost=Decimal("0") if byok else provider_cost, byok_cost=provider_cost if byok else Decimal("0"),
+            markup_percent=tenant.markup_percent, byok_fee_percent=tenant.byok_fee_percent,
+        )
         new_lines.append(InvoiceLine(
             section=line.section, provider_kind=line.provider_kind, model_id=line.model_id, model_name=line.model_name,
-            markup_percent=percent, amount=_line_amount(line.section, provider_cost, percent),
+            markup_percent=tenant.byok_fee_percent if byok else tenant.markup_percent, amount=to_cents(amount),
             **{**line.sums, "provider_cost": provider_cost},
         ))
     invoice.provider_cost = sum((line.provider_cost for line in new_lines), Decimal("0"))

@@ -12,7 +12,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from billing.invoicing import invoice_for_download
+from billing.invoicing import invoice_for_download, parse_month
 from billing.models import Invoice
 from billing.rendering import invoice_csv, invoice_pdf
 from tenants.models import Tenant
@@ -33,9 +33,9 @@ def finance_only(view):
 
 def _parse_month(value: str) -> date | None:
     try:
-        return date.fromisoformat(f"{value}-01")
+        return parse_month(value)
     except ValueError:
-        return None
+        return None  # no (or a malformed) month filter: every month
 
 
 @finance_only

@@ -470,3 +470,12 @@ def test_the_admin_generates_invoices_for_a_month(admin_client, acme_month):
 
     assert response.status_code == 302
     assert Invoice.objects.get().tenant == acme_month
+
+
+def test_months_are_read_one_way_everywhere():
+    from billing.invoicing import parse_month
+
+    assert parse_month("2026-11") == date(2026, 11, 1) and parse_month(" 2026-02 ") == date(2026, 2, 1)
+    for bad in ("2026-13", "11/2026", "2026-11-05", ""):
+        with pytest.raises(ValueError, match="YYYY-MM"):
+            parse_month(bad)

@@ -1,12 +1,12 @@
 import json
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from billing.invoicing import invoice_issue, invoices_generate
+from billing.invoicing import invoice_issue, invoices_generate, parse_month
 from billing.models import Invoice, InvoiceStatus
 from tenants.models import Tenant
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
     def handle(self, *args, month: str | None, tenant: str | None, issue: bool, **options):
         if month:
             try:
-                first = date.fromisoformat(f"{month}-01")
+                first = parse_month(month)
             except ValueError as exc:
                 raise CommandError(f"--month is YYYY-MM: {exc}") from exc
         else:
