@@ -20,7 +20,7 @@ from providers.breaker import breaker
 from providers.errors import ErrorKind, ProviderError
 from providers.metrics import metrics_attempt_record
 from providers.models import AttemptLog, Credential, LLMModel
-from providers.signals import credential_disabled
+from tenants.config_cache import config_changed
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def credential_record_failure(*, credential: Credential, error: ProviderError) -
         if disabled:
             log.warning("credential %s disabled: the provider rejected it (%s)", credential.pk, error.kind.value)
             credential.is_enabled, credential.needs_attention, credential.disabled_reason = False, True, reason
-            credential_disabled.send(sender=Credential, credential_id=credential.pk)
+            config_changed()  # a queryset update sends no signal: tell the configuration cache (usable credentials)
             # The alert is a network call: after the surrounding transaction (if any) commits, never inside it.
             pk = credential.pk
             transaction.on_commit(lambda: credential_alert_disabled(credential_id=pk), robust=True)

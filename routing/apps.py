@@ -6,12 +6,10 @@ class RoutingConfig(AppConfig):
 
     def ready(self) -> None:
         from providers.models import Credential, LLMModel, ModelPrice, Provider
-        from providers.signals import credential_disabled
         from routing.models import ComplexityCalibration, RoutingPolicy, RoutingRule, RoutingTarget, TargetFallback
-        from tenants.config_cache import config_changed, watch
+        from tenants.config_cache import watch
 
-        # The planner caches what it reads (tenants.config_cache): any change to it, and a credential disabled by a
-        # queryset update after a 401, invalidates every process's entries.
+        # The planner caches what it reads (tenants.config_cache): any change to it invalidates every process's
+        # entries (a credential disabled after a 401 is invalidated by providers.health itself).
         watch(Provider, Credential, LLMModel, ModelPrice, RoutingPolicy, RoutingRule, RoutingTarget, TargetFallback,
               ComplexityCalibration)
-        credential_disabled.connect(config_changed, dispatch_uid="config-cache-credential-disabled")
