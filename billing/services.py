@@ -60,21 +60,9 @@ def usage_record_build(
     )
 
 
-def usage_record_append(
-    *,
-    tenant: Tenant,
-    model: LLMModel,
-    credential: Credential | None,
-    result: ChatResult,
-    conversation_id: UUID | None = None,
-    message_id: UUID | None = None,
-    at: datetime | None = None,
-) -> UsageRecord:
-    """Append one ledger row through the ORM (the chat engine writes its rows with the reply: conversations.writes)."""
-    record = usage_record_build(
-        tenant=tenant, model=model, credential=credential, result=result, conversation_id=conversation_id,
-        message_id=message_id, at=at,
-    )
+def usage_record_append(record: UsageRecord) -> UsageRecord:
+    """Save a ledger row built by `usage_record_build` through the ORM, and count it (the chat engine writes its rows
+    with the reply instead: conversations.writes)."""
     record.save()
     usage_record_count(record)
     return record

@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.invoicing import invoice_generate, invoice_issue
-from billing.services import usage_record_append
+from billing.services import usage_record_append, usage_record_build
 from conversations.models import Assistant, Conversation, Feedback, Message
 from providers.breaker import breaker
 from providers.catalog import catalog_load
@@ -60,7 +60,7 @@ def llm(kind: str, model_id: str) -> LLMModel:
 def call(tenant, model, credential, at, tokens_in, tokens_out, conversation=None):
     usage = Usage(input_tokens=tokens_in, output_tokens=tokens_out)
     result = ChatResult(text="", finish_reason=FinishReason.STOP, usage=usage, model=model.model_id, latency_ms=900)
-    return usage_record_append(tenant=tenant, model=model, credential=credential, result=result, conversation_id=conversation, at=at)
+    return usage_record_append(usage_record_build(tenant=tenant, model=model, credential=credential, result=result, conversation_id=conversation, at=at))
 
 
 def seed(now):

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from agencyhub import dashboard as dash
 from billing.models import UsageRecord
-from billing.services import usage_record_append
+from billing.services import usage_record_append, usage_record_build
 from conversations.models import Assistant, Conversation, Feedback, Message
 from providers.breaker import breaker
 from providers.health import circuits_not_closed
@@ -43,7 +43,7 @@ def make_model(kind: str, model_id: str, tier: str, **rates) -> LLMModel:
 def ledger(tenant, model, credential, at, tokens_in, tokens_out, conversation=None):
     usage = Usage(input_tokens=tokens_in, output_tokens=tokens_out)
     result = ChatResult(text="", finish_reason=FinishReason.STOP, usage=usage, model=model.model_id)
-    return usage_record_append(tenant=tenant, model=model, credential=credential, result=result, conversation_id=conversation, at=at)
+    return usage_record_append(usage_record_build(tenant=tenant, model=model, credential=credential, result=result, conversation_id=conversation, at=at))
 
 
 def attempt(model, credential, at, latency, outcome="ok", probe=False):

@@ -25,7 +25,7 @@ from billing.models import (
     UsageRecord,
 )
 from billing.rendering import invoice_csv, invoice_pdf
-from billing.services import usage_record_append
+from billing.services import usage_record_append, usage_record_build
 from billing.tasks import generate_monthly_invoices
 from providers.models import ModelPrice
 from providers.services import credential_set
@@ -57,7 +57,7 @@ def acme(models):
 def call(tenant, model, at, credential=None, n=1, **tokens):
     usage = Usage(**{"input_tokens": 10_000 * n, "output_tokens": 2_000 * n, **tokens})
     result = ChatResult(text="ok", finish_reason=FinishReason.STOP, usage=usage, model=model.model_id)
-    return usage_record_append(tenant=tenant, model=model, credential=credential, result=result, at=at)
+    return usage_record_append(usage_record_build(tenant=tenant, model=model, credential=credential, result=result, at=at))
 
 
 def nov(day, hour=12):

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from billing.models import DailyUsage, KeyOwnership, UsageRecord
 from billing.rollup import rollup_usage
-from billing.services import usage_record_append
+from billing.services import usage_record_append, usage_record_build
 from billing.tasks import rollup_yesterday
 from providers.services import credential_set
 from providers.types import ChatResult, FinishReason, Usage
@@ -31,7 +31,7 @@ def tenants():
 def call(tenant, model, at, credential=None, n=1, **tokens):
     usage = Usage(**{"input_tokens": 1234 * n, "output_tokens": 321 * n, **tokens})
     result = ChatResult(text="ok", finish_reason=FinishReason.STOP, usage=usage, model=model.model_id)
-    return usage_record_append(tenant=tenant, model=model, credential=credential, result=result, at=at)
+    return usage_record_append(usage_record_build(tenant=tenant, model=model, credential=credential, result=result, at=at))
 
 
 def ledger_by_key():
