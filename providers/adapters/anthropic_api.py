@@ -1,4 +1,11 @@
-"""Anthropic Messages API through the official `anthropic` SDK (2.x)."""
+"""Anthropic Messages API through the official `anthropic` SDK (2.x).
+
+Like the OpenAI adapter (see its docstring), the request goes through the SDK client's own `post`, with a body that
+is already plain JSON, and the reply and the stream's events are read as JSON: the same client, headers
+(`anthropic-version`), timeouts, error classes and SSE decoding (`ping` skipped, an `error` event raised as
+`APIStatusError`) as `client.messages.create`, without its per-call walk over the typed parameters and the pydantic
+models of the reply. A reply of the wrong shape is an invalid response, not a crash.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx2
 
 from providers.adapters.base import Clock, clients, sdk_timeout, timeout_key
 from providers.adapters.classify import classify_anthropic
@@ -26,7 +34,7 @@ FINISH_REASONS = {
 
 def _usage(raw: Any, into: Usage | None = None) -> Usage:
     usage = into or Usage()
-    if raw is None:
+    if not isinstance(raw, dict):
         return usage
     for field, attr in (
         ("input_tokens", "input_tokens"),
@@ -34,7 +42,7 @@ def _usage(raw: Any, into: Usage | None = None) -> Usage:
         ("cached_input_tokens", "cache_read_input_tokens"),
         ("cache_write_tokens", "cache_creation_input_tokens"),
     ):
-        value = getattr(raw, attr, None)
+        value = raw.get(attr)
         if value is not None:
             setattr(usage, field, int(value))
     return usage
@@ -73,34 +81,49 @@ class AnthropicAdapter:
             params["tools"] = _tools(request.tools)
         if request.metadata.get("user_id"):
             params["metadata"] = {"user_id": str(request.metadata["user_id"])[:256]}
-        # The 2.x SDK no longer takes temperature as a keyword; some models refuse it entirely.
+        # Some models refuse temperature entirely (the 2.x SDK no longer takes it as a keyword of create()).
         if request.temperature is not None and request.supports_temperature:
-            params["extra_body"] = {"temperature": request.temperature}
+            params["temperature"] = request.temperature
         return params
+
+    def _post(self, request: ChatRequest, *, stream: bool) -> Any:
+        body = self._params(request)
+        if stream:
+            body["stream"] = True
+            return self.client.post("/v1/messages", body=body, cast_to=object, stream=True,
+                                    stream_cls=anthropic.Stream[object])
+        return self.client.post("/v1/messages", body=body, cast_to=httpx2.Response)
 
     def complete(self, request: ChatRequest) -> ChatResult:
         clock = Clock()
         try:
-            message = self.client.messages.create(**self._params(request))
+            response = self._post(request, stream=False)
+            message = response.json()
         except Exception as exc:  # noqa: BLE001 - classified, or re-raised if unknown
             raise classify_anthropic(exc) from exc
-        text = "".join(block.text for block in message.content if block.type == "text")
-        tool_calls = [
-            {"id": block.id, "type": "function", "function": {"name": block.name, "arguments": json.dumps(block.input)}}
-            for block in message.content
-            if block.type == "tool_use"
-        ]
         latency = clock.latency_ms
-        return ChatResult(
-            text=text,
-            finish_reason=FINISH_REASONS.get(message.stop_reason or "", FinishReason.STOP),
-            usage=_usage(message.usage),
-            model=message.model,
-            request_id=getattr(message, "_request_id", None) or message.id,
-            latency_ms=latency,
-            ttft_ms=latency,
-            tool_calls=tool_calls,
-        )
+        request_id = response.headers.get("request-id", "")
+        try:
+            blocks = message["content"]
+            text = "".join(block["text"] for block in blocks if block["type"] == "text")
+            tool_calls = [
+                {"id": block["id"], "type": "function", "function": {"name": block["name"], "arguments": json.dumps(block.get("input") or {})}}
+                for block in blocks
+                if block["type"] == "tool_use"
+            ]
+            return ChatResult(
+                text=text,
+                finish_reason=FINISH_REASONS.get(message.get("stop_reason") or "", FinishReason.STOP),
+                usage=_usage(message.get("usage")),
+                model=message.get("model") or request.model,
+                request_id=request_id or str(message.get("id") or ""),
+                latency_ms=latency,
+                ttft_ms=latency,
+                tool_calls=tool_calls,
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProviderError(ErrorKind.INVALID_RESPONSE, f"the provider's reply has no usable content ({exc!r})",
+                                request_id=request_id) from exc
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         clock = Clock()
@@ -112,28 +135,33 @@ class AnthropicAdapter:
         request_id = ""
         finished = False
         try:
-            stream = self.client.messages.create(**self._params(request), stream=True)
+            stream = self._post(request, stream=True)
             request_id = stream.response.headers.get("request-id", "")
             with stream:
                 for event in stream:
-                    if event.type == "message_start":
-                        model = event.message.model
-                        _usage(event.message.usage, usage)
-                    elif event.type == "content_block_start" and event.content_block.type == "tool_use":
-                        block = event.content_block
-                        tool_calls.append({"id": block.id, "type": "function", "function": {"name": block.name, "arguments": ""}})
-                    elif event.type == "content_block_delta":
-                        if event.delta.type == "text_delta" and event.delta.text:
+                    kind = event["type"]
+                    if kind == "message_start":
+                        model = event["message"].get("model") or model
+                        _usage(event["message"].get("usage"), usage)
+                    elif kind == "content_block_start" and event["content_block"]["type"] == "tool_use":
+                        block = event["content_block"]
+                        tool_calls.append({"id": block["id"], "type": "function", "function": {"name": block["name"], "arguments": ""}})
+                    elif kind == "content_block_delta":
+                        delta = event["delta"]
+                        if delta["type"] == "text_delta" and delta.get("text"):
                             clock.mark_first_token()
-                            parts.append(event.delta.text)
-                            yield StreamEvent(type="delta", text=event.delta.text)
-                        elif event.delta.type == "input_json_delta" and tool_calls:
-                            tool_calls[-1]["function"]["arguments"] += event.delta.partial_json
-                    elif event.type == "message_delta":
-                        stop_reason = event.delta.stop_reason or stop_reason
-                        _usage(event.usage, usage)  # cumulative counts
-                    elif event.type == "message_stop":
+                            parts.append(delta["text"])
+                            yield StreamEvent(type="delta", text=delta["text"])
+                        elif delta["type"] == "input_json_delta" and tool_calls:
+                            tool_calls[-1]["function"]["arguments"] += delta.get("partial_json") or ""
+                    elif kind == "message_delta":
+                        stop_reason = (event.get("delta") or {}).get("stop_reason") or stop_reason
+                        _usage(event.get("usage"), usage)  # cumulative counts
+                    elif kind == "message_stop":
                         finished = True
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProviderError(ErrorKind.INVALID_RESPONSE, f"the provider streamed a malformed event ({exc!r})",
+                                request_id=request_id) from exc
         except ProviderError:
             raise
         except Exception as exc:  # noqa: BLE001

@@ -205,3 +205,76 @@ def test_the_sandbox_answers_without_network():
     text, streamed = collect(sandbox.stream(req))
     assert "ping" in result.text and text == result.text == streamed.text
     assert result.usage.output_tokens == len(result.text.split()) == streamed.usage.output_tokens
+
+
+@pytest.fixture
+def odd_server():
+    """A loopback server that answers every POST with `server.events` as SSE if set, else `server.reply` as JSON."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            if server.events is not None:
+                body = "".join(f"event: {e.get('type', 'chunk')}\ndata: {json.dumps(e)}\n\n" for e in server.events).encode()
+                body += b"data: [DONE]\n\n"
+                content_type = "text/event-stream"
+            else:
+                body, content_type = json.dumps(server.reply).encode(), "application/json"
+            self.send_response(200)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.events = None
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def odd_adapter(server, kind):
+    return get_adapter(kind, api_key="k", base_url=f"http://127.0.0.1:{server.server_port}" + ("" if kind == "anthropic" else "/v1"))
+
+
+WRONG_SHAPES = {
+    "openai": [{"choices": []}, {"choices": [{"message": None}]}, {"id": "x"}, ["not", "an", "object"]],
+    "anthropic": [{"content": None}, {"content": [{"type": "text"}]}, {"id": "x"}, ["not", "an", "object"]],
+}
+
+
+@pytest.mark.parametrize("kind,reply", [(k, r) for k in PROVIDERS for r in WRONG_SHAPES["anthropic" if k == "anthropic" else "openai"]])
+def test_a_reply_of_the_wrong_shape_is_an_invalid_response(odd_server, kind, reply):
+    odd_server.reply = reply
+    with pytest.raises(ProviderError) as caught:
+        odd_adapter(odd_server, kind).complete(request(kind))
+    assert caught.value.kind == ErrorKind.INVALID_RESPONSE and caught.value.retryable
+
+
+STREAMS_GONE_WRONG = {
+    "openai": [{"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}, {"id": "c1", "choices": "oops"}],
+    "anthropic": [
+        {"type": "message_start", "message": {"id": "m1", "model": "claude-haiku-4-5", "usage": {"input_tokens": 3}}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+        {"type": "content_block_delta", "index": 0},
+    ],
+}
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_a_streamed_chunk_of_the_wrong_shape_is_an_invalid_response(odd_server, kind):
+    odd_server.events = STREAMS_GONE_WRONG["anthropic" if kind == "anthropic" else "openai"]
+    received = []
+    with pytest.raises(ProviderError) as caught:
+        for event in odd_adapter(odd_server, kind).stream(request(kind)):
+            received.append(event)
+    assert [e.text for e in received] == ["Hi"]
+    assert caught.value.kind == ErrorKind.INVALID_RESPONSE
