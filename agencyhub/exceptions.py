@@ -1,12 +1,16 @@
 """One exception handler: every API error has the shape {"error": {"type", "code", "message"}}."""
 
+import logging
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from conversations.api.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 
 _TYPES = {
@@ -40,6 +44,12 @@ def error_body(type: str, code: str, message: str) -> dict:
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApiError):
         return Response(error_body(exc.error_type, exc.error_code, str(exc.detail)), status=exc.status_code, headers=exc.headers)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # PostgreSQL unreachable or a connection lost: nothing was stored by the failed statement, so the client
+        # should retry (with its Idempotency-Key), not report a bug.
+        log.error("database unavailable during an API request", exc_info=exc)
+        return Response(error_body("api_error", "service_unavailable", "the service is briefly unavailable; retry shortly"),
+                        status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})
     response = exception_handler(exc, context)
     if response is None:
         return None
