@@ -16,7 +16,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from providers.adapters.base import Clock, clients, sdk_timeout, timeout_key
+from providers.adapters.base import Clock, clients, sdk_timeout, text_of, timeout_key
 from providers.adapters.classify import classify_anthropic
 from providers.errors import ErrorKind, ProviderError
 from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
@@ -105,7 +105,7 @@ class AnthropicAdapter:
         request_id = response.headers.get("request-id", "")
         try:
             blocks = message["content"]
-            text = "".join(block["text"] for block in blocks if block["type"] == "text")
+            text = "".join(text_of(block["text"]) for block in blocks if block["type"] == "text")
             tool_calls = [
                 {"id": block["id"], "type": "function", "function": {"name": block["name"], "arguments": json.dumps(block.get("input") or {})}}
                 for block in blocks
@@ -121,7 +121,7 @@ class AnthropicAdapter:
                 ttft_ms=latency,
                 tool_calls=tool_calls,
             )
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise ProviderError(ErrorKind.INVALID_RESPONSE, f"the provider's reply has no usable content ({exc!r})",
                                 request_id=request_id) from exc
 
@@ -148,10 +148,11 @@ class AnthropicAdapter:
                         tool_calls.append({"id": block["id"], "type": "function", "function": {"name": block["name"], "arguments": ""}})
                     elif kind == "content_block_delta":
                         delta = event["delta"]
-                        if delta["type"] == "text_delta" and delta.get("text"):
+                        text = text_of(delta.get("text")) if delta["type"] == "text_delta" else ""
+                        if text:
                             clock.mark_first_token()
-                            parts.append(delta["text"])
-                            yield StreamEvent(type="delta", text=delta["text"])
+                            parts.append(text)
+                            yield StreamEvent(type="delta", text=text)
                         elif delta["type"] == "input_json_delta" and tool_calls:
                             tool_calls[-1]["function"]["arguments"] += delta.get("partial_json") or ""
                     elif kind == "message_delta":
@@ -159,7 +160,7 @@ class AnthropicAdapter:
                         _usage(event.get("usage"), usage)  # cumulative counts
                     elif kind == "message_stop":
                         finished = True
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise ProviderError(ErrorKind.INVALID_RESPONSE, f"the provider streamed a malformed event ({exc!r})",
                                 request_id=request_id) from exc
         except ProviderError:

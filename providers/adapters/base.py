@@ -6,7 +6,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx2
 from django.conf import settings
@@ -32,6 +32,15 @@ class Clock:
     @property
     def ttft_ms(self) -> int | None:
         return None if self.first_token is None else int((self.first_token - self.start) * 1000)
+
+
+def text_of(value: Any) -> str:
+    """Message text as the provider sent it; anything but a string (or nothing) is a malformed reply."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TypeError(f"text is a {type(value).__name__}, not a string")
+    return value
 
 
 def sdk_timeout() -> httpx2.Timeout:

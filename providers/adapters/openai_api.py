@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 import openai
 
-from providers.adapters.base import Clock, clients, sdk_timeout, timeout_key
+from providers.adapters.base import Clock, clients, sdk_timeout, text_of, timeout_key
 from providers.adapters.classify import classify_openai
 from providers.errors import ErrorKind, ProviderError
 from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
@@ -130,7 +130,7 @@ class OpenAIAdapter:
             tool_calls = list(message.get("tool_calls") or [])
             usage = completion.get("usage")
             return ChatResult(
-                text=message.get("content") or "",
+                text=text_of(message.get("content")),
                 finish_reason=FINISH_REASONS.get(choice.get("finish_reason") or "", FinishReason.STOP),
                 usage=normalize_usage(usage),
                 model=completion.get("model") or request.model,
@@ -140,7 +140,7 @@ class OpenAIAdapter:
                 tool_calls=tool_calls,
                 provider_cost=reported_cost(usage),
             )
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise _invalid(f"the provider's reply has no usable choice ({exc!r})", request_id) from exc
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
@@ -162,7 +162,7 @@ class OpenAIAdapter:
                         raw_usage = chunk["usage"]
                     for choice in chunk.get("choices") or ():
                         delta = choice.get("delta") or {}
-                        text = delta.get("content")
+                        text = text_of(delta.get("content"))
                         if text:
                             clock.mark_first_token()
                             parts.append(text)
@@ -173,7 +173,7 @@ class OpenAIAdapter:
                             finish = choice["finish_reason"]
         except ProviderError:
             raise
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             raise _invalid(f"the provider streamed a malformed chunk ({exc!r})", request_id) from exc
         except Exception as exc:  # noqa: BLE001
             raise classify_openai(exc) from exc

@@ -246,8 +246,16 @@ def odd_adapter(server, kind):
 
 
 WRONG_SHAPES = {
-    "openai": [{"choices": []}, {"choices": [{"message": None}]}, {"id": "x"}, ["not", "an", "object"]],
-    "anthropic": [{"content": None}, {"content": [{"type": "text"}]}, {"id": "x"}, ["not", "an", "object"]],
+    "openai": [
+        {"choices": []}, {"choices": [{"message": None}]}, {"id": "x"}, ["not", "an", "object"],
+        {"choices": [{"message": {"content": 42}}]},
+        {"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "many"}},
+    ],
+    "anthropic": [
+        {"content": None}, {"content": [{"type": "text"}]}, {"id": "x"}, ["not", "an", "object"],
+        {"content": [{"type": "text", "text": ["a", "list"]}]},
+        {"content": [{"type": "text", "text": "hi"}], "usage": {"input_tokens": "many"}},
+    ],
 }
 
 
@@ -259,19 +267,21 @@ def test_a_reply_of_the_wrong_shape_is_an_invalid_response(odd_server, kind, rep
     assert caught.value.kind == ErrorKind.INVALID_RESPONSE and caught.value.retryable
 
 
-STREAMS_GONE_WRONG = {
-    "openai": [{"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hi"}}]}, {"id": "c1", "choices": "oops"}],
-    "anthropic": [
-        {"type": "message_start", "message": {"id": "m1", "model": "claude-haiku-4-5", "usage": {"input_tokens": 3}}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
-        {"type": "content_block_delta", "index": 0},
-    ],
+FIRST_CHUNK = {
+    "openai": {"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hi"}}]},
+    "anthropic": {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+}
+BAD_CHUNKS = {
+    "openai": [{"id": "c1", "choices": "oops"}, {"id": "c1", "choices": [{"index": 0, "delta": {"content": 7}}]}],
+    "anthropic": [{"type": "content_block_delta", "index": 0},
+                  {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 7}}],
 }
 
 
-@pytest.mark.parametrize("kind", PROVIDERS)
-def test_a_streamed_chunk_of_the_wrong_shape_is_an_invalid_response(odd_server, kind):
-    odd_server.events = STREAMS_GONE_WRONG["anthropic" if kind == "anthropic" else "openai"]
+@pytest.mark.parametrize("kind,bad", [(k, b) for k in PROVIDERS for b in range(2)])
+def test_a_streamed_chunk_of_the_wrong_shape_is_an_invalid_response(odd_server, kind, bad):
+    family = "anthropic" if kind == "anthropic" else "openai"
+    odd_server.events = [FIRST_CHUNK[family], BAD_CHUNKS[family][bad]]
     received = []
     with pytest.raises(ProviderError) as caught:
         for event in odd_adapter(odd_server, kind).stream(request(kind)):
