@@ -45,8 +45,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApiError):
         return Response(error_body(exc.error_type, exc.error_code, str(exc.detail)), status=exc.status_code, headers=exc.headers)
     if isinstance(exc, (OperationalError, InterfaceError)):
-        # PostgreSQL unreachable or a connection lost: nothing was stored by the failed statement, so the client
-        # should retry (with its Idempotency-Key), not report a bug.
+        # PostgreSQL unreachable or a connection lost: a condition to retry, not a bug. The failed statement stored
+        # nothing (each write is one statement); a retry with the same Idempotency-Key returns what was stored, and a
+        # reply left unfinished is taken over once its lease (REPLY_LEASE_SECONDS) runs out.
         log.error("database unavailable during an API request", exc_info=exc)
         return Response(error_body("api_error", "service_unavailable", "the service is briefly unavailable; retry shortly"),
                         status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "1"})

@@ -16,7 +16,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from providers.adapters.base import Clock, clients, sdk_timeout, text_of, timeout_key
+from providers.adapters.base import MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key
 from providers.adapters.classify import classify_anthropic
 from providers.errors import ErrorKind, ProviderError
 from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
@@ -121,9 +121,8 @@ class AnthropicAdapter:
                 ttft_ms=latency,
                 tool_calls=tool_calls,
             )
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            raise ProviderError(ErrorKind.INVALID_RESPONSE, f"the provider's reply has no usable content ({exc!r})",
-                                request_id=request_id) from exc
+        except MALFORMED as exc:
+            raise malformed("a reply", exc, request_id) from exc
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         clock = Clock()
@@ -160,9 +159,8 @@ class AnthropicAdapter:
                         _usage(event.get("usage"), usage)  # cumulative counts
                     elif kind == "message_stop":
                         finished = True
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            raise ProviderError(ErrorKind.INVALID_RESPONSE, f"the provider streamed a malformed event ({exc!r})",
-                                request_id=request_id) from exc
+        except MALFORMED as exc:
+            raise malformed("a streamed event", exc, request_id) from exc
         except ProviderError:
             raise
         except Exception as exc:  # noqa: BLE001

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 import httpx2
 from django.conf import settings
 
+from providers.errors import ErrorKind, ProviderError
+
 T = TypeVar("T")
 
 
@@ -41,6 +43,16 @@ def text_of(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"text is a {type(value).__name__}, not a string")
     return value
+
+
+MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+"""What reading a reply (or a streamed chunk) of the wrong shape raises; `malformed()` turns it into an error."""
+
+
+def malformed(what: str, exc: Exception, request_id: str = "") -> ProviderError:
+    """A retryable invalid response: the provider answered, but not in the shape its API documents."""
+    return ProviderError(ErrorKind.INVALID_RESPONSE, f"the provider sent {what} of the wrong shape ({exc!r})",
+                         request_id=request_id)
 
 
 def sdk_timeout() -> httpx2.Timeout:

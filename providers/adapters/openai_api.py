@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 import openai
 
-from providers.adapters.base import Clock, clients, sdk_timeout, text_of, timeout_key
+from providers.adapters.base import MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key
 from providers.adapters.classify import classify_openai
 from providers.errors import ErrorKind, ProviderError
 from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
@@ -61,10 +61,6 @@ def reported_cost(raw_usage: Any) -> Decimal | None:
         return Decimal(str(cost))
     except InvalidOperation:
         return None
-
-
-def _invalid(detail: str, request_id: str = "") -> ProviderError:
-    return ProviderError(ErrorKind.INVALID_RESPONSE, detail, request_id=request_id)
 
 
 class OpenAIAdapter:
@@ -140,8 +136,8 @@ class OpenAIAdapter:
                 tool_calls=tool_calls,
                 provider_cost=reported_cost(usage),
             )
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            raise _invalid(f"the provider's reply has no usable choice ({exc!r})", request_id) from exc
+        except MALFORMED as exc:
+            raise malformed("a reply", exc, request_id) from exc
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]:
         clock = Clock()
@@ -173,8 +169,8 @@ class OpenAIAdapter:
                             finish = choice["finish_reason"]
         except ProviderError:
             raise
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            raise _invalid(f"the provider streamed a malformed chunk ({exc!r})", request_id) from exc
+        except MALFORMED as exc:
+            raise malformed("a streamed chunk", exc, request_id) from exc
         except Exception as exc:  # noqa: BLE001
             raise classify_openai(exc) from exc
         if finish is None:
