@@ -85,25 +85,31 @@ class _Pending:
 
 
 _pending = _Pending()
+_flushing = threading.Lock()
+"""Held while counts are taken and written: a flush (a reader's, say) that starts while the flusher thread is
+writing waits for that write, instead of finding nothing pending and reading the shared state without it."""
 
 
 def metrics_flush() -> None:
     """Write this process's pending counts now (the flusher does it every FLUSH_SECONDS, and at exit)."""
-    counts = _pending.take()
-    if not counts:
-        return
-    try:
-        shared_state().hincr_many({key: dict(fields) for key, fields in counts.items()})
-    except UNAVAILABLE as exc:
-        log.warning("metrics not recorded (shared state unavailable): %s", exc)
+    with _flushing:
+        counts = _pending.take()
+        if not counts:
+            return
+        try:
+            shared_state().hincr_many({key: dict(fields) for key, fields in counts.items()})
+        except UNAVAILABLE as exc:
+            log.warning("metrics not recorded (shared state unavailable): %s", exc)
 
 
 atexit.register(metrics_flush)
 
 
 def metrics_pending_drop() -> None:
-    """Forget this process's pending counts (tests: counts of one test must not reach the next one's state)."""
-    _pending.take()
+    """Forget this process's pending counts (tests: counts of one test must not reach the next one's state). Waits
+    for a write in progress, which would otherwise land after the caller reset the shared state."""
+    with _flushing:
+        _pending.take()
 
 
 def metrics_usage_record(*, provider: str, model: str, tokens: Mapping[str, int], cost: Decimal, latency_ms: int) -> None:

@@ -14,8 +14,8 @@ from tenants.services import tenant_create
 def clean_shared_state():
     """Breakers, cool-downs, budgets and rate limits live in Redis: every test starts from none (and with no cached
     configuration: test databases are rolled back, the cache would outlive them)."""
+    metrics_pending_drop()  # first: it waits for a counter write in progress, which the flush below then removes
     shared_state().flush()
-    metrics_pending_drop()
     forget_local()  # the per-process configuration cache, too
     yield
     shared_state().flush()

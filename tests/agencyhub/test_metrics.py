@@ -113,3 +113,34 @@ def test_counts_are_added_up_in_the_process_and_written_in_one_go():
             break
         time.sleep(0.05)
     assert shared_state().read_hashes([ATTEMPTS_KEY])[0].get(key) == "4"
+
+
+def test_a_read_waits_for_a_write_the_flusher_has_in_progress(monkeypatch):
+    """The flusher thread takes the pending counts, then writes them. A read that comes in between must not miss
+    them: it finds nothing pending, so it has to wait for that write, not read the shared state without it."""
+    import threading
+
+    from providers import metrics
+
+    state = shared_state()
+    write = state.hincr_many
+    writing, go = threading.Event(), threading.Event()
+
+    def slow_write(increments):
+        writing.set()
+        go.wait(5)
+        write(increments)
+
+    monkeypatch.setattr(state, "hincr_many", slow_write)
+    metrics_attempt_record(provider="openai", model="gpt-4o-mini", outcome="ok")
+    flusher = threading.Thread(target=metrics.metrics_flush)
+    flusher.start()
+    assert writing.wait(5)  # the counts are taken and on their way
+    read: list = []
+    reader = threading.Thread(target=lambda: read.append(metrics_read()))
+    reader.start()
+    reader.join(0.3)  # without the fix the read is done by now, without the count
+    go.set()
+    flusher.join(5)
+    reader.join(5)
+    assert read and read[0][1].get(field("openai", "gpt-4o-mini", "ok")) == "1"
