@@ -19,7 +19,7 @@ import gzip
 import json
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,12 @@ class _Trees:
 
     Each tree is flat parallel lists (feature, threshold, left, right, value); a node with feature -1
     is a leaf. Going left means ``x[feature] <= threshold``, as in scikit-learn.
+
+    At load the ensemble is compiled to one Python function: each tree becomes a nested conditional
+    expression, so scoring runs no interpreter loop over nodes (about a third of the time of walking the
+    lists). The source is built only from ``int`` and ``float`` values of the artefact, never from its
+    text, and the leaves are added in the same order as the walk, so the sum is the same to the bit
+    (``walk`` is kept as the reference, and tests compare the two).
     """
 
     def __init__(self, spec: dict[str, Any]) -> None:
@@ -50,8 +56,9 @@ class _Trees:
         self.trees: list[tuple[list[int], list[float], list[int], list[int], list[float]]] = [
             (t["feature"], t["threshold"], t["left"], t["right"], t["value"]) for t in spec["trees"]
         ]
+        self.raw = self._compile()
 
-    def raw(self, x: Sequence[float]) -> float:
+    def walk(self, x: Sequence[float]) -> float:
         total = self.baseline
         for feature, threshold, left, right, value in self.trees:
             node = 0
@@ -59,6 +66,21 @@ class _Trees:
                 node = left[node] if x[feature[node]] <= threshold[node] else right[node]
             total += value[node]
         return total
+
+    def _compile(self) -> Callable[[Sequence[float]], float]:
+        def expression(tree: tuple, node: int) -> str:
+            feature, threshold, left, right, value = tree
+            if int(feature[node]) < 0:
+                return repr(float(value[node]))
+            return (f"({expression(tree, int(left[node]))} if x[{int(feature[node])}] <= {float(threshold[node])!r} "
+                    f"else {expression(tree, int(right[node]))})")
+
+        lines = ["def raw(x):", f"    total = {self.baseline!r}"]
+        lines += [f"    total += {expression(tree, 0)}" for tree in self.trees]
+        lines.append("    return total")
+        namespace: dict[str, Any] = {}
+        exec(compile("\n".join(lines), "<complexity trees>", "exec"), {"__builtins__": {}}, namespace)  # noqa: S102
+        return namespace["raw"]
 
 
 class _Linear:

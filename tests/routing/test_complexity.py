@@ -120,6 +120,16 @@ def test_score_is_deterministic_and_bounded() -> None:
     assert get_scorer() is get_scorer()  # loaded once, cached
 
 
+def test_compiled_trees_equal_the_walk_over_the_node_lists() -> None:
+    scorer = get_scorer()
+    prompts = [TRIVIAL, MULTI_STEP, MCQ, "", "hello", "x" * 100_000, "A. a\nB. b\nAnswer:"]
+    rng = random.Random(0)
+    width = len(DENSE_FEATURE_NAMES)
+    vectors = [extract(p)[0] for p in prompts] + [[rng.uniform(-5, 500) for _ in range(width)] for _ in range(200)]
+    for trees in scorer._trees.values():
+        assert [trees.raw(x) for x in vectors] == [trees.walk(x) for x in vectors]  # to the bit, every branch
+
+
 def test_multi_step_maths_scores_above_trivial_prompts() -> None:
     trivial = ["What is 2 + 2?", "Hi, how are you?", "Say hello.", "What colour is the sky?"]
     hard = [
