@@ -6,10 +6,11 @@ Counters (per tenant and tenant-local day):
   reservation was made. Each bucket expires after the reservation lease, so the reservations of a process
   that crashed disappear on their own; no sweeper is needed.
 
-Reserving is check-after-increment: add to this minute's bucket, then read used + every live bucket; if the
-total is over the budget, take the reservation back and refuse. Because each increment is atomic and every
-caller sees the increments of the others, concurrent callers can never all pass: the budget is exceeded only
-by the difference between what running calls reserved (their estimate) and what they really used.
+Reserving is one atomic step in the shared state (`incr_within`): read used + every live bucket, and add to this
+minute's bucket only if the total stays within the budget; otherwise refuse. Concurrent callers can never all
+pass: the budget is exceeded only by the difference between what running calls reserved (their estimate) and
+what they really used. Settling is one atomic step too (`decr_and_incr`): take the reservation back from its
+bucket (unless the bucket expired and took it along) and add the real usage to the day's counter.
 """
 
 from __future__ import annotations
@@ -116,16 +117,14 @@ def budget_reserve(*, tenant: Tenant, tokens: int) -> Reservation:
     day = budget_day(tenant)
     if not tenant.daily_token_budget:
         return Reservation(tenant_id=tenant.pk, day=day, bucket_key="", tokens=0, id="")
-    state = shared_state()
     now = time.time()
     bucket = _bucket_key(tenant.pk, day, int(now // BUCKET_SECONDS))
     tokens = max(1, int(tokens))
-    state.incr(bucket, tokens, ttl=_lease_seconds() + BUCKET_SECONDS)
-    values = state.mget([_used_key(tenant.pk, day), *_live_bucket_keys(tenant.pk, day, now)])
-    total = int(values[0] or 0) + sum(max(0, int(v or 0)) for v in values[1:])
-    if total > tenant.daily_token_budget:
-        state.incr(bucket, -tokens)
-        raise BudgetExceeded(tenant, total - tokens, seconds_until_reset(tenant))
+    others = [_used_key(tenant.pk, day), *(k for k in _live_bucket_keys(tenant.pk, day, now) if k != bucket)]
+    reserved, total = shared_state().incr_within(bucket, tokens, tenant.daily_token_budget, others,
+                                                 ttl=_lease_seconds() + BUCKET_SECONDS)
+    if not reserved:
+        raise BudgetExceeded(tenant, total, seconds_until_reset(tenant))
     return Reservation(tenant_id=tenant.pk, day=day, bucket_key=bucket, tokens=tokens, id=uuid.uuid4().hex)
 
 
@@ -138,13 +137,13 @@ def budget_release(*, reservation: Reservation) -> None:
 
 
 def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int) -> int | None:
-    """Swap the reservation for the real usage. Returns the tokens used today after this call, or None if the shared
-    state could not be reached: the call is already in the ledger, so that is logged, never raised, and the counter
-    is rebuilt from the ledger (`reconcile_budgets`); the reservation expires with its bucket."""
+    """Swap the reservation for the real usage, in one atomic step. Returns the tokens used today after this call, or
+    None if the shared state could not be reached: the call is already in the ledger, so that is logged, never raised,
+    and the counter is rebuilt from the ledger (`reconcile_budgets`); the reservation expires with its bucket."""
     try:
-        budget_release(reservation=reservation)
         day = reservation.day or budget_day(tenant)
-        return shared_state().incr(_used_key(tenant.pk, day), int(tokens_used), ttl=DAY_TTL)
+        return shared_state().decr_and_incr(reservation.bucket_key, reservation.tokens, _used_key(tenant.pk, day),
+                                            int(tokens_used), ttl=DAY_TTL)
     except UNAVAILABLE as exc:
         log.error("tenant %s: %s tokens not added to today's budget counter (shared state unavailable: %s)",
                   tenant.slug, tokens_used, exc)

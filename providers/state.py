@@ -9,7 +9,8 @@ created), `expire`, `ttl`, `mget`, `hget`, `hset`, `read_hashes`, `hincr_many`, 
 There is deliberately no "run any script" escape hatch: a compound operation that must be atomic is a method
 here, written twice — in Lua for Redis (one round trip, atomic on the server) and under a lock for memory — and
 both are held to the same behavioural tests. Today those are the circuit breaker's `breaker_admit` and
-`breaker_record` (see providers/breaker.py for what the states mean).
+`breaker_record` (see providers/breaker.py for what the states mean), and the counter pair behind daily budgets,
+`incr_within` (reserve) and `decr_and_incr` (settle): one round trip each instead of two and three.
 
 Keys are given without the prefix (`SHARED_STATE_PREFIX`, default "ah:"); the backend adds it. Values come back
 as `str` (or None), as Redis stores them.
@@ -277,6 +278,31 @@ return v
 """
 
 
+# KEYS[1] the counter to add to; KEYS[2..] the other counters of the sum. ARGV: amount, ttl ms (on creation), limit.
+INCR_WITHIN_LUA = """
+local amount = tonumber(ARGV[1])
+local total = amount
+for i = 1, #KEYS do
+  local v = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if v > 0 then total = total + v end
+end
+if total > tonumber(ARGV[3]) then return {0, total - amount} end
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('INCRBY', KEYS[1], amount)
+if existed == 0 and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {1, total}
+"""
+
+# KEYS[1] taken from only while it exists, KEYS[2] added to. ARGV: amount taken, amount added, ttl ms (on creation).
+DECR_AND_INCR_LUA = """
+if tonumber(ARGV[1]) ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], ARGV[1]) end
+local existed = redis.call('EXISTS', KEYS[2])
+local v = redis.call('INCRBY', KEYS[2], ARGV[2])
+if existed == 0 and tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+return v
+"""
+
+
 # --------------------------------------------------------------------------------------------- the interface
 
 @runtime_checkable
@@ -298,6 +324,9 @@ class SharedState(Protocol):
     def keys(self, pattern: str = "*") -> list[str]: ...
     def flush(self) -> int: ...
     def ping(self) -> bool: ...
+    def incr_within(self, key: str, amount: int, limit: int, others: Iterable[str] = (), ttl: float | None = None
+                    ) -> tuple[bool, int]: ...
+    def decr_and_incr(self, taken_from: str, taken: int, key: str, amount: int, ttl: float | None = None) -> int: ...
     def breaker_admit(self, key: str, now: float, probe_lease: float) -> BreakerView: ...
     def breaker_record(self, key: str, now: float, outcome: str, latency_ms: float, retry_after: float,
                        policy: BreakerPolicy) -> tuple[str, str]: ...
@@ -339,6 +368,8 @@ class RedisState:
         self._admit = self.client.register_script(ADMIT_LUA)
         self._record = self.client.register_script(RECORD_LUA)
         self._incr = self.client.register_script(INCR_LUA)
+        self._incr_within = self.client.register_script(INCR_WITHIN_LUA)
+        self._decr_and_incr = self.client.register_script(DECR_AND_INCR_LUA)
 
     def _k(self, key: str) -> str:
         return self.prefix + key
@@ -421,6 +452,20 @@ class RedisState:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+    def incr_within(self, key: str, amount: int, limit: int, others: Iterable[str] = (), ttl: float | None = None
+                    ) -> tuple[bool, int]:
+        """Add `amount` to the counter `key` only if `key` + `others` + `amount` stays within `limit` (counters below
+        zero count as zero), atomically. Returns (added, the sum: with `amount` if added, without it if not)."""
+        added, total = self._incr_within(keys=[self._k(key), *(self._k(k) for k in others)],
+                                         args=[int(amount), _ms(ttl) if ttl else 0, int(limit)])
+        return bool(added), int(total)
+
+    def decr_and_incr(self, taken_from: str, taken: int, key: str, amount: int, ttl: float | None = None) -> int:
+        """Take `taken` from `taken_from` if it still exists (an expired counter took it with it) and add `amount` to
+        `key` (ttl set when it is created), atomically. Returns the new value of `key`."""
+        return int(self._decr_and_incr(keys=[self._k(taken_from), self._k(key)],
+                                       args=[int(taken), int(amount), _ms(ttl) if ttl else 0]))
 
     def breaker_admit(self, key: str, now: float, probe_lease: float) -> BreakerView:
         state, code, retry_in = self._admit(keys=[self._k(key)], args=[_num(now), _num(probe_lease)])
@@ -580,6 +625,21 @@ class MemoryState:
 
     def ping(self) -> bool:
         return True
+
+    def incr_within(self, key: str, amount: int, limit: int, others: Iterable[str] = (), ttl: float | None = None
+                    ) -> tuple[bool, int]:
+        with self._lock:
+            total = int(amount) + sum(max(0, int(self._live(k) or 0)) for k in (key, *others))
+            if total > limit:
+                return False, total - int(amount)
+            self._incr(key, int(amount), ttl, int)
+            return True, total
+
+    def decr_and_incr(self, taken_from: str, taken: int, key: str, amount: int, ttl: float | None = None) -> int:
+        with self._lock:
+            if taken and self._live(taken_from) is not None:
+                self._incr(taken_from, -int(taken), None, int)
+            return self._incr(key, int(amount), ttl, int)
 
     def breaker_admit(self, key: str, now: float, probe_lease: float) -> BreakerView:
         with self._lock:

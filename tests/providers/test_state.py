@@ -182,6 +182,45 @@ def test_concurrent_incr_loses_nothing(state):
     assert state.get("hits") == "1600"
 
 
+def test_incr_within_adds_only_inside_the_limit(state):
+    state.set("used", 60)
+    state.set("older", -5)  # a counter below zero counts as zero
+    assert state.incr_within("now", 30, 100, ["used", "older"], ttl=60) == (True, 90)
+    assert state.get("now") == "30" and 0 < state.ttl("now") <= 60
+    assert state.incr_within("now", 11, 100, ["used", "older"]) == (False, 90)  # refused: the sum without it
+    assert state.get("now") == "30"
+    assert state.incr_within("now", 10, 100, ["used", "older"]) == (True, 100)  # exactly at the limit
+    assert state.incr_within("fresh", 5, 4) == (False, 0) and state.get("fresh") is None
+
+
+def test_concurrent_incr_within_never_passes_the_limit(state):
+    barrier = threading.Barrier(8)
+    admitted = []
+
+    def work():
+        barrier.wait()
+        for _ in range(50):
+            ok, _ = state.incr_within("bucket", 7, 1000, ["used"], ttl=60)
+            if ok:
+                admitted.append(7)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(admitted) == 994 and state.get("bucket") == "994"  # 142 of 400 fit; no more
+
+
+def test_decr_and_incr_takes_back_only_from_a_live_counter(state):
+    state.incr("reserved", 50, ttl=60)
+    assert state.decr_and_incr("reserved", 50, "used", 42, ttl=3600) == 42
+    assert state.get("reserved") == "0" and 3500 < state.ttl("used") <= 3600
+    assert state.decr_and_incr("expired", 50, "used", 8, ttl=3600) == 50
+    assert state.get("expired") is None  # not created at -50 once its bucket has gone
+    assert state.decr_and_incr("", 0, "used", 0) == 50  # nothing reserved: only the usage is added
+
+
 def test_set_nx_has_exactly_one_winner(state):
     barrier = threading.Barrier(10)
     wins = []
