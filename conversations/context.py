@@ -8,11 +8,17 @@ from conversations.models import Message, MessageRole, MessageStatus
 from providers.types import ChatMessage
 
 PER_MESSAGE_OVERHEAD = 4  # role markers and separators, roughly
+IMAGE_TOKENS = 1_600  # one image, at most: Anthropic bills width × height / 750 after scaling to ~1.15 megapixels
 
 
 def estimate_tokens(text: str) -> int:
     """A character-based estimate (PROVIDER-NOTES: enough for budgets and trimming; usage settles it)."""
     return math.ceil(len(text) / 4)
+
+
+def message_tokens(message: ChatMessage) -> int:
+    """The estimate of one message: its text, its images and the per-message overhead."""
+    return estimate_tokens(message.content) + IMAGE_TOKENS * len(message.images) + PER_MESSAGE_OVERHEAD
 
 
 def history_for(reply: Message) -> list[ChatMessage]:
@@ -32,7 +38,9 @@ def merge_roles(messages: list[ChatMessage]) -> list[ChatMessage]:
     merged: list[ChatMessage] = []
     for message in messages:
         if merged and merged[-1].role == message.role:
-            merged[-1] = ChatMessage(message.role, f"{merged[-1].content}\n\n{message.content}")
+            previous = merged[-1]
+            text = "\n\n".join(t for t in (previous.content, message.content) if t)
+            merged[-1] = ChatMessage(message.role, text, previous.images + message.images)
         else:
             merged.append(message)
     return merged
@@ -47,7 +55,7 @@ def trim_to_window(messages: list[ChatMessage], *, system: str, context_window: 
     kept: list[ChatMessage] = []
     used = 0
     for message in reversed(messages):
-        cost = estimate_tokens(message.content) + PER_MESSAGE_OVERHEAD
+        cost = message_tokens(message)
         if kept and used + cost > budget:
             break
         kept.append(message)

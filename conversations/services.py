@@ -22,7 +22,7 @@ from django.utils import timezone
 from billing.alerts import budget_alerts_check
 from billing.budget import BudgetExceeded, Reservation, budget_day, budget_release, budget_reserve, budget_settle
 from billing.services import SpendCapReached, spend_cap_check, usage_record_build, usage_record_count
-from conversations.context import PER_MESSAGE_OVERHEAD, estimate_tokens, history_for, merge_roles, trim_to_window
+from conversations.context import PER_MESSAGE_OVERHEAD, estimate_tokens, history_for, merge_roles, message_tokens, trim_to_window
 from conversations.models import Assistant, Conversation, Message, MessageRole, MessageStatus
 from conversations.writes import messages_insert, reply_complete_write
 from providers.errors import NoPriceError
@@ -161,13 +161,13 @@ class Prompt:
 
     @property
     def estimated_tokens(self) -> int:
-        return estimate_tokens(self.system) + sum(estimate_tokens(m.content) + PER_MESSAGE_OVERHEAD for m in self.history)
+        return estimate_tokens(self.system) + sum(message_tokens(m) for m in self.history)
 
     @property
     def required_tokens(self) -> int:
         """The part no trimming removes: the system prompt and the latest turn."""
-        last = self.history[-1].content if self.history else ""
-        return estimate_tokens(self.system) + estimate_tokens(last) + 2 * PER_MESSAGE_OVERHEAD
+        last = message_tokens(self.history[-1]) if self.history else PER_MESSAGE_OVERHEAD
+        return estimate_tokens(self.system) + last + PER_MESSAGE_OVERHEAD
 
 
 def _prompt(reply: Message, overrides: Overrides | None) -> Prompt:
@@ -202,6 +202,7 @@ def _routing_context(reply: Message, prompt: Prompt, overrides: Overrides | None
         required_tokens=prompt.required_tokens,
         max_output_tokens=prompt.max_tokens,
         needs_tools=bool(prompt.tools),
+        needs_vision=any(m.images for m in prompt.history),
         requested_model=overrides.model if overrides else None,
         policy=conversation.assistant.routing_policy,
     )

@@ -105,7 +105,7 @@ def _openrouter(model_id: str, name: str, tier: ModelTier, caps: tuple[str, ...]
 
 
 def _sandbox(model_id: str, name: str, tier: ModelTier, mirror: str) -> CatalogEntry:
-    return CatalogEntry(ProviderKind.SANDBOX, model_id, name, tier, (T,), 8_192, 200_000,
+    return CatalogEntry(ProviderKind.SANDBOX, model_id, name, tier, (T, V), 8_192, 200_000,
                         PriceRef("anthropic", mirror), mirrors=True)
 
 

@@ -1,5 +1,6 @@
 """The provider layer's normalized request / result types. Nothing here knows an SDK."""
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -14,10 +15,29 @@ class FinishReason(StrEnum):
     ERROR = "error"
 
 
+IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")  # what every vision provider takes
+_DATA_URL = re.compile(r"data:(image/[a-z]+);base64,(.*)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """An image sent with a user message: an http(s) URL the provider fetches, or a data URL (base64) of one of
+    IMAGE_MEDIA_TYPES. `detail` is OpenAI's "auto" / "low" / "high" (other providers ignore it)."""
+
+    url: str
+    detail: str = ""
+
+    def inline(self) -> tuple[str, str] | None:
+        """(media type, base64 data) of a data URL; None for an http(s) URL."""
+        match = _DATA_URL.fullmatch(self.url)
+        return (match.group(1), match.group(2)) if match else None
+
+
 @dataclass(frozen=True)
 class ChatMessage:
     role: str  # "user" | "assistant"
     content: str
+    images: tuple[ImagePart, ...] = ()  # user messages only
 
 
 @dataclass

@@ -6,8 +6,10 @@ and metered like any other. Response headers say who answered, why, and what it 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from conversations.api.serializers import has_nul
 from conversations.api.views import scoped_assistant
 from conversations.models import Conversation, Message
 from conversations.services import Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream
-from providers.types import ChatMessage
+from providers.types import IMAGE_MEDIA_TYPES, ChatMessage, ImagePart
 
 SYSTEM_ROLES = {"system", "developer"}
 CHAT_ROLES = {"user", "assistant", "tool"}
@@ -41,19 +43,65 @@ def _no_nul(text: str, field: str) -> str:
     return text
 
 
-def _text(content: Any, field: str) -> str:
+IMAGE_DETAILS = ("auto", "low", "high")
+_DATA_URL_SHAPE = re.compile(r"data:([a-z]+/[-+.a-z0-9]+);base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
+
+
+def _image(part: dict, field: str) -> ImagePart:
+    """An `image_url` part: an http(s) URL or a base64 data URL of a PNG, JPEG, GIF or WebP image."""
+    spec = part.get("image_url")
+    spec = {"url": spec} if isinstance(spec, str) else spec
+    if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
+        raise ValidationError({f"{field}.image_url.url": "required: an https URL or a base64 data URL"})
+    url, detail = spec["url"].strip(), spec.get("detail")
+    if detail is not None and detail not in IMAGE_DETAILS:
+        raise ValidationError({f"{field}.image_url.detail": f"must be one of {', '.join(IMAGE_DETAILS)}"})
+    if url.startswith("data:"):
+        shape = _DATA_URL_SHAPE.fullmatch(url)
+        if shape is None:
+            raise ValidationError({f"{field}.image_url.url": "a data URL must be data:<media type>;base64,<data>"})
+        if shape.group(1).lower() not in IMAGE_MEDIA_TYPES:
+            raise ValidationError({f"{field}.image_url.url": f"images must be one of {', '.join(IMAGE_MEDIA_TYPES)}"})
+        url = f"data:{shape.group(1).lower()};base64,{''.join(shape.group(2).split())}"  # providers take no whitespace
+    elif not url.lower().startswith(("https://", "http://")) or has_nul(url):
+        raise ValidationError({f"{field}.image_url.url": "must be an http(s) URL or a base64 data URL"})
+    return ImagePart(url=url, detail=detail or "")
+
+
+def _content(content: Any, field: str, *, images_allowed: bool) -> tuple[str, tuple[ImagePart, ...]]:
+    """A message's text and images: a string, or a list of `text` and (in user messages) `image_url` parts."""
     if content is None:
-        return ""
+        return "", ()
     if isinstance(content, str):
-        return _no_nul(content, field)
+        return _no_nul(content, field), ()
     if isinstance(content, list):
-        parts = []
+        parts, images = [], []
         for i, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise ValidationError({f"{field}[{i}]": "only text content parts are supported"})
-            parts.append(_no_nul(part["text"], f"{field}[{i}]"))
-        return "\n".join(parts)
-    raise ValidationError({field: "must be a string or a list of text parts"})
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                parts.append(_no_nul(part["text"], f"{field}[{i}]"))
+            elif kind == "image_url" and images_allowed:
+                images.append(_image(part, f"{field}[{i}]"))
+            elif kind == "image_url":
+                raise ValidationError({f"{field}[{i}]": "images are only supported in user messages"})
+            else:
+                raise ValidationError({f"{field}[{i}]": "only text and image_url content parts are supported"})
+        return "\n".join(parts), tuple(images)
+    raise ValidationError({field: "must be a string or a list of content parts"})
+
+
+def image_summary(images: tuple[ImagePart, ...]) -> list[dict]:
+    """What the stored user message keeps of its images: a URL as sent; of inline data, its type, size and SHA-256
+    (the data itself is not stored)."""
+    summary = []
+    for image in images:
+        inline = image.inline()
+        if inline is None:
+            summary.append({"url": image.url})
+        else:
+            data = inline[1].encode()
+            summary.append({"media_type": inline[0], "base64_chars": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    return summary
 
 
 def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
@@ -73,14 +121,14 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
         if not isinstance(message, dict):
             raise ValidationError({f"messages[{i}]": "must be an object"})
         role = message.get("role")
-        text = _text(message.get("content"), f"messages[{i}].content")
+        text, images = _content(message.get("content"), f"messages[{i}].content", images_allowed=role == "user")
         if role in SYSTEM_ROLES:
             system_parts.append(text)
         elif role in CHAT_ROLES:
             if role == "tool":
                 role, text = "user", f"[tool result {message.get('tool_call_id', '')}]\n{text}"
-            if text:
-                messages.append(ChatMessage(role, text))
+            if text or images:
+                messages.append(ChatMessage(role, text, images))
         else:
             raise ValidationError({f"messages[{i}].role": f"unsupported role {role!r}"})
     if not messages:
@@ -174,8 +222,10 @@ class ChatCompletions(APIView):
     def post(self, request: Request):
         overrides, stream, include_usage, last_text = parse_request(request.data)
         conversation = _conversation_for(request, request.data.get("user") or "")
+        images = overrides.messages[-1].images
         posted = message_post(
             tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",
+            metadata={"images": image_summary(images)} if images else None,
             idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
         )
         if stream and not posted.replayed:

@@ -19,7 +19,7 @@ import httpx2
 from providers.adapters.base import MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key
 from providers.adapters.classify import classify_anthropic
 from providers.errors import ErrorKind, ProviderError
-from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
+from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
 
 FINISH_REASONS = {
     "end_turn": FinishReason.STOP,
@@ -58,6 +58,21 @@ def _tools(tools: list[dict]) -> list[dict]:
     return converted
 
 
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """Text, or with images the content blocks: each image (inline base64, or a URL Anthropic fetches), then the
+    text (Anthropic advises images before the question)."""
+    if not message.images:
+        return message.content
+    blocks: list[dict[str, Any]] = []
+    for image in message.images:
+        inline = image.inline()
+        source = {"type": "base64", "media_type": inline[0], "data": inline[1]} if inline else {"type": "url", "url": image.url}
+        blocks.append({"type": "image", "source": source})
+    if message.content:
+        blocks.append({"type": "text", "text": message.content})
+    return blocks
+
+
 class AnthropicAdapter:
     kind = "anthropic"
 
@@ -71,7 +86,7 @@ class AnthropicAdapter:
         params: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [{"role": m.role, "content": _content(m)} for m in request.messages],
         }
         if request.system:
             params["system"] = request.system

@@ -20,7 +20,7 @@ import openai
 from providers.adapters.base import MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key
 from providers.adapters.classify import classify_openai
 from providers.errors import ErrorKind, ProviderError
-from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
+from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
 
 FINISH_REASONS = {
     "stop": FinishReason.STOP,
@@ -86,7 +86,7 @@ class OpenAIAdapter:
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages += [{"role": m.role, "content": m.content} for m in request.messages]
+        messages += [{"role": m.role, "content": _content(m)} for m in request.messages]
         params: dict[str, Any] = {"model": request.model, "messages": messages, self.max_tokens_param: request.max_tokens}
         if request.stop:
             params["stop"] = request.stop[:4]
@@ -189,6 +189,16 @@ class OpenAIAdapter:
                 provider_cost=reported_cost(raw_usage),
             ),
         )
+
+
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """Text, or with images the content parts: the text, then each image as an `image_url` part."""
+    if not message.images:
+        return message.content
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    for image in message.images:
+        parts.append({"type": "image_url", "image_url": {"url": image.url, **({"detail": image.detail} if image.detail else {})}})
+    return parts
 
 
 def _merge_tool_call(tool_calls: dict[int, dict], tc: dict) -> None:

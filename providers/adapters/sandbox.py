@@ -11,8 +11,11 @@ from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, 
 
 
 def _reply_words(request: ChatRequest) -> tuple[list[str], FinishReason]:
-    last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-    words = f"Sandbox reply from {request.model}: you said {last_user!r}.".split()
+    last = next((m for m in reversed(request.messages) if m.role == "user"), None)
+    said = f"you said {last.content if last else ''!r}"
+    if last is not None and last.images:
+        said += f" and sent {len(last.images)} image{'s' if len(last.images) > 1 else ''}"
+    words = f"Sandbox reply from {request.model}: {said}.".split()
     if len(words) > request.max_tokens:
         return words[: request.max_tokens], FinishReason.LENGTH
     return words, FinishReason.STOP
@@ -20,7 +23,10 @@ def _reply_words(request: ChatRequest) -> tuple[list[str], FinishReason]:
 
 def _input_tokens(request: ChatRequest) -> int:
     chars = len(request.system) + sum(len(m.content) for m in request.messages)
-    return max(1, math.ceil(chars / 4))
+    return max(1, math.ceil(chars / 4) + IMAGE_TOKENS * sum(len(m.images) for m in request.messages))
+
+
+IMAGE_TOKENS = 1_600  # what the sandbox bills an image (about what a provider bills a large one)
 
 
 class SandboxAdapter:

@@ -7,6 +7,7 @@ import pytest
 
 from billing.models import UsageRecord
 from conversations.models import Conversation, Message
+from providers.models import LLMModel
 from providers.catalog import catalog_load
 from providers.services import credential_set, provider_configure
 from routing.models import RoutingPolicy
@@ -82,3 +83,84 @@ def test_errors_reach_the_sdk_as_its_own_exceptions(sdk, simulator):
         openai.OpenAI(api_key="ahk_wrong", base_url=str(sdk.base_url), max_retries=0).chat.completions.create(
             model="auto", messages=[{"role": "user", "content": "x"}]
         )
+
+
+# --- images ------------------------------------------------------------------------------------------------------------
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+PHOTO_URL = "https://example.com/photos/receipt.jpg"
+
+
+def _vision_message(text="What is on this receipt?"):
+    return {"role": "user", "content": [
+        {"type": "text", "text": text},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+        {"type": "image_url", "image_url": {"url": PHOTO_URL, "detail": "low"}},
+    ]}
+
+
+def _generation_bodies(simulator, provider):
+    return [r["body"] for r in simulator.requests() if r["provider"] == provider and r["path"].endswith(("messages", "completions"))]
+
+
+def test_the_openai_sdk_sends_images_each_provider_gets_them_in_its_own_format(sdk, simulator):
+    completion = sdk.chat.completions.create(model="auto", messages=[_vision_message()])
+    assert completion.choices[0].message.content == "Simulated reply from claude-haiku-4-5: What is on this receipt?"
+    (anthropic_body,) = _generation_bodies(simulator, "anthropic")
+    assert anthropic_body["messages"][-1]["content"] == [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "image", "source": {"type": "url", "url": PHOTO_URL}},
+        {"type": "text", "text": "What is on this receipt?"},
+    ]
+    user = Message.objects.get(role="user")
+    assert user.content == "What is on this receipt?"
+    assert user.metadata["images"][0]["media_type"] == "image/png" and len(user.metadata["images"][0]["sha256"]) == 64
+    assert user.metadata["images"][1] == {"url": PHOTO_URL} and PNG not in str(user.metadata)  # inline data not stored
+
+    simulator.add_fault(provider="anthropic", fault="overloaded")  # the fallback gets the same images, OpenAI's way
+    stream = sdk.chat.completions.create(model="auto", messages=[_vision_message("And this one?")], stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).endswith("And this one?")
+    (openai_body,) = _generation_bodies(simulator, "openai")
+    assert openai_body["messages"][-1]["content"] == [
+        {"type": "text", "text": "And this one?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+        {"type": "image_url", "image_url": {"url": PHOTO_URL, "detail": "low"}},
+    ]
+
+
+def test_images_are_never_sent_to_a_model_that_cannot_see_them(sdk, simulator):
+    haiku = LLMModel.objects.get(provider__kind="anthropic", model_id="claude-haiku-4-5")
+    haiku.capabilities = ["tools"]  # text only, for this test
+    haiku.save()
+    sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "text is fine"}])
+    raw = sdk.chat.completions.with_raw_response.create(model="auto", messages=[_vision_message()])
+    assert raw.headers["x-agencyhub-provider"] == "openai"
+    assert [r["provider"] for r in simulator.requests()] == ["anthropic", "openai"]
+    reply = Message.objects.get(role="assistant", provider_kind="openai")
+    assert reply.route_decision["excluded"] == {"anthropic:claude-haiku-4-5": "no vision"}
+
+
+@pytest.mark.parametrize("part, field, says", [
+    ({"type": "image_url", "image_url": {"url": "data:image/bmp;base64,Qk0="}}, "messages[0].content[1].image_url.url",
+     "image/png"),
+    ({"type": "image_url", "image_url": {"url": "ftp://example.com/x.png"}}, "messages[0].content[1].image_url.url", "http"),
+    ({"type": "image_url", "image_url": {"url": "data:image/png;base64,not base64!"}}, "messages[0].content[1].image_url.url",
+     "data URL"),
+    ({"type": "image_url", "image_url": {"url": PHOTO_URL, "detail": "max"}}, "messages[0].content[1].image_url.detail", "auto"),
+    ({"type": "image_url", "image_url": {}}, "messages[0].content[1].image_url.url", "required"),
+    ({"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}, "messages[0].content[1]", "image_url"),
+])
+def test_a_bad_image_part_answers_400_naming_it(sdk, simulator, part, field, says):
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": [{"type": "text", "text": "see"}, part]}])
+    assert field in bad.value.body["message"] and says in bad.value.body["message"]
+    assert simulator.requests() == []
+
+
+def test_images_are_refused_outside_user_messages(sdk, simulator):
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(model="auto", messages=[
+            {"role": "system", "content": [{"type": "image_url", "image_url": {"url": PHOTO_URL}}]},
+            {"role": "user", "content": "hi"},
+        ])
+    assert "messages[0].content[0]" in bad.value.body["message"] and "user messages" in bad.value.body["message"]

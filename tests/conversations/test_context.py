@@ -1,0 +1,24 @@
+"""What a model is sent: images count in the estimates, and merging turns keeps them."""
+
+from conversations.context import IMAGE_TOKENS, PER_MESSAGE_OVERHEAD, merge_roles, message_tokens, trim_to_window
+from providers.types import ChatMessage, ImagePart
+
+CAT = ImagePart("https://example.com/cat.png")
+DOG = ImagePart("data:image/png;base64,AAAA", detail="low")
+
+
+def test_an_image_counts_in_a_messages_estimate():
+    assert message_tokens(ChatMessage("user", "abcd")) == 1 + PER_MESSAGE_OVERHEAD
+    assert message_tokens(ChatMessage("user", "abcd", (CAT, DOG))) == 1 + 2 * IMAGE_TOKENS + PER_MESSAGE_OVERHEAD
+
+
+def test_merged_turns_keep_every_image_in_order():
+    merged = merge_roles([ChatMessage("user", "first", (CAT,)), ChatMessage("user", "", (DOG,)), ChatMessage("assistant", "ok")])
+    assert merged == [ChatMessage("user", "first", (CAT, DOG)), ChatMessage("assistant", "ok")]
+    assert merge_roles([ChatMessage("user", "a"), ChatMessage("user", "b")]) == [ChatMessage("user", "a\n\nb")]
+
+
+def test_trimming_counts_images_so_an_old_picture_is_dropped_first():
+    history = [ChatMessage("user", "look", (CAT,)), ChatMessage("assistant", "a cat"), ChatMessage("user", "and now?")]
+    assert trim_to_window(history, system="", context_window=3 * IMAGE_TOKENS, max_output_tokens=100) == history
+    assert trim_to_window(history, system="", context_window=IMAGE_TOKENS, max_output_tokens=100) == [history[-1]]
