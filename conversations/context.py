@@ -17,8 +17,9 @@ def estimate_tokens(text: str) -> int:
 
 
 def message_tokens(message: ChatMessage) -> int:
-    """The estimate of one message: its text, its images and the per-message overhead."""
-    return estimate_tokens(message.content) + IMAGE_TOKENS * len(message.images) + PER_MESSAGE_OVERHEAD
+    """The estimate of one message: its text, its images, its tool calls and the per-message overhead."""
+    calls = sum(len(c["function"]["name"]) + len(c["function"]["arguments"]) for c in message.tool_calls)
+    return estimate_tokens(message.content) + math.ceil(calls / 4) + IMAGE_TOKENS * len(message.images) + PER_MESSAGE_OVERHEAD
 
 
 def history_for(reply: Message) -> list[ChatMessage]:
@@ -37,10 +38,10 @@ def merge_roles(messages: list[ChatMessage]) -> list[ChatMessage]:
     """Providers want alternating turns: join consecutive messages of one role (e.g. after a failed reply)."""
     merged: list[ChatMessage] = []
     for message in messages:
-        if merged and merged[-1].role == message.role:
+        if merged and merged[-1].role == message.role and message.role != "tool":  # each tool result answers one call
             previous = merged[-1]
             text = "\n\n".join(t for t in (previous.content, message.content) if t)
-            merged[-1] = ChatMessage(message.role, text, previous.images + message.images)
+            merged[-1] = ChatMessage(message.role, text, previous.images + message.images, previous.tool_calls + message.tool_calls)
         else:
             merged.append(message)
     return merged

@@ -35,9 +35,11 @@ class ImagePart:
 
 @dataclass(frozen=True)
 class ChatMessage:
-    role: str  # "user" | "assistant"
+    role: str  # "user" | "assistant" | "tool" (a tool's result)
     content: str
     images: tuple[ImagePart, ...] = ()  # user messages only
+    tool_calls: tuple[dict[str, Any], ...] = ()  # assistant: the calls it made, OpenAI's shape {id, type, function}
+    tool_call_id: str = ""  # tool: the call this result answers
 
 
 @dataclass

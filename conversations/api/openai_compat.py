@@ -6,10 +6,8 @@ and metered like any other. Response headers say who answered, why, and what it 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,86 +24,13 @@ from rest_framework.views import APIView
 
 from conversations.access import access_assistant
 from conversations.api.errors import reply_failed_error
-from conversations.api.serializers import has_nul
+from conversations.api.openai_messages import chat_messages, image_summary, no_nul, stored_text
 from conversations.api.views import scoped_assistant
 from conversations.models import Conversation, Message
 from conversations.services import Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream
-from providers.types import IMAGE_MEDIA_TYPES, ChatMessage, ImagePart
-
-SYSTEM_ROLES = {"system", "developer"}
-CHAT_ROLES = {"user", "assistant", "tool"}
-
-
-def _no_nul(text: str, field: str) -> str:
-    """PostgreSQL cannot store a NUL character in text: refuse it as a validation error, like the REST API."""
-    if has_nul(text):
-        raise ValidationError({field: "Null characters are not allowed."})
-    return text
-
-
-IMAGE_DETAILS = ("auto", "low", "high")
-_DATA_URL_SHAPE = re.compile(r"data:([a-z]+/[-+.a-z0-9]+);base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
-
-
-def _image(part: dict, field: str) -> ImagePart:
-    """An `image_url` part: an http(s) URL or a base64 data URL of a PNG, JPEG, GIF or WebP image."""
-    spec = part.get("image_url")
-    spec = {"url": spec} if isinstance(spec, str) else spec
-    if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
-        raise ValidationError({f"{field}.image_url.url": "required: an https URL or a base64 data URL"})
-    url, detail = spec["url"].strip(), spec.get("detail")
-    if detail is not None and detail not in IMAGE_DETAILS:
-        raise ValidationError({f"{field}.image_url.detail": f"must be one of {', '.join(IMAGE_DETAILS)}"})
-    if url.startswith("data:"):
-        shape = _DATA_URL_SHAPE.fullmatch(url)
-        if shape is None:
-            raise ValidationError({f"{field}.image_url.url": "a data URL must be data:<media type>;base64,<data>"})
-        if shape.group(1).lower() not in IMAGE_MEDIA_TYPES:
-            raise ValidationError({f"{field}.image_url.url": f"images must be one of {', '.join(IMAGE_MEDIA_TYPES)}"})
-        url = f"data:{shape.group(1).lower()};base64,{''.join(shape.group(2).split())}"  # providers take no whitespace
-    elif not url.lower().startswith(("https://", "http://")) or has_nul(url):
-        raise ValidationError({f"{field}.image_url.url": "must be an http(s) URL or a base64 data URL"})
-    return ImagePart(url=url, detail=detail or "")
-
-
-def _content(content: Any, field: str, *, images_allowed: bool) -> tuple[str, tuple[ImagePart, ...]]:
-    """A message's text and images: a string, or a list of `text` and (in user messages) `image_url` parts."""
-    if content is None:
-        return "", ()
-    if isinstance(content, str):
-        return _no_nul(content, field), ()
-    if isinstance(content, list):
-        parts, images = [], []
-        for i, part in enumerate(content):
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text" and isinstance(part.get("text"), str):
-                parts.append(_no_nul(part["text"], f"{field}[{i}]"))
-            elif kind == "image_url" and images_allowed:
-                images.append(_image(part, f"{field}[{i}]"))
-            elif kind == "image_url":
-                raise ValidationError({f"{field}[{i}]": "images are only supported in user messages"})
-            else:
-                raise ValidationError({f"{field}[{i}]": "only text and image_url content parts are supported"})
-        return "\n".join(parts), tuple(images)
-    raise ValidationError({field: "must be a string or a list of content parts"})
-
-
-def image_summary(images: tuple[ImagePart, ...]) -> list[dict]:
-    """What the stored user message keeps of its images: a URL as sent; of inline data, its type, size and SHA-256
-    (the data itself is not stored)."""
-    summary = []
-    for image in images:
-        inline = image.inline()
-        if inline is None:
-            summary.append({"url": image.url})
-        else:
-            data = inline[1].encode()
-            summary.append({"media_type": inline[0], "base64_chars": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-    return summary
-
 
 def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
-    """Validate an OpenAI request body -> (overrides, stream, include_usage, last user text)."""
+    """Validate an OpenAI request body -> (overrides, stream, include_usage, the last message's text to store)."""
     if not isinstance(body, dict):
         raise ValidationError({"body": "must be a JSON object"})
     model = body.get("model")
@@ -116,23 +41,7 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
         raise ValidationError({"messages": "required: a non-empty list"})
     if body.get("n") not in (None, 1):
         raise ValidationError({"n": "only n=1 is supported"})
-    system_parts, messages = [], []
-    for i, message in enumerate(raw_messages):
-        if not isinstance(message, dict):
-            raise ValidationError({f"messages[{i}]": "must be an object"})
-        role = message.get("role")
-        text, images = _content(message.get("content"), f"messages[{i}].content", images_allowed=role == "user")
-        if role in SYSTEM_ROLES:
-            system_parts.append(text)
-        elif role in CHAT_ROLES:
-            if role == "tool":
-                role, text = "user", f"[tool result {message.get('tool_call_id', '')}]\n{text}"
-            if text or images:
-                messages.append(ChatMessage(role, text, images))
-        else:
-            raise ValidationError({f"messages[{i}].role": f"unsupported role {role!r}"})
-    if not messages:
-        raise ValidationError({"messages": "needs at least one user message"})
+    system_parts, messages = chat_messages(raw_messages)
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
         raise ValidationError({"max_tokens": "must be a positive integer"})
@@ -154,12 +63,12 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise ValidationError({"user": "must be a string"})
-    _no_nul(user or "", "user")
+    no_nul(user or "", "user")
     overrides = Overrides(
         model=model.strip(), system="\n\n".join(system_parts) if system_parts else None, messages=messages,
         max_tokens=max_tokens, temperature=float(temperature) if temperature is not None else None, stop=stop, tools=tools,
     )
-    return overrides, stream, include_usage, messages[-1].content
+    return overrides, stream, include_usage, stored_text(messages[-1])
 
 
 def _conversation_for(request: Request, user: str) -> Conversation:

@@ -16,7 +16,9 @@ from typing import Any
 import anthropic
 import httpx2
 
-from providers.adapters.base import MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key
+from providers.adapters.base import (
+    MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key, tool_turns_as_text,
+)
 from providers.adapters.classify import classify_anthropic
 from providers.errors import ErrorKind, ProviderError
 from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
@@ -73,6 +75,38 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
     return blocks
 
 
+def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return content if isinstance(content, list) else ([{"type": "text", "text": content}] if content else [])
+
+
+def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
+    try:
+        arguments = json.loads(call["function"]["arguments"] or "{}")
+    except ValueError:
+        arguments = None
+    return {"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
+            "input": arguments if isinstance(arguments, dict) else {}}
+
+
+def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """Anthropic's turns: an assistant's tool calls become `tool_use` blocks after its text; tool results become
+    `tool_result` blocks of the next user turn, first in it (a user message that follows joins that turn)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "tool":
+            content: str | list[dict[str, Any]] = [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
+            role = "user"
+        elif m.tool_calls:
+            content, role = _blocks(m.content) + [_tool_use(c) for c in m.tool_calls], "assistant"
+        else:
+            content, role = _content(m), m.role
+        if out and out[-1]["role"] == role == "user":
+            out[-1]["content"] = _blocks(out[-1]["content"]) + _blocks(content)
+        else:
+            out.append({"role": role, "content": content})
+    return out
+
+
 class AnthropicAdapter:
     kind = "anthropic"
 
@@ -86,7 +120,7 @@ class AnthropicAdapter:
         params: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": m.role, "content": _content(m)} for m in request.messages],
+            "messages": _messages(request.messages if request.tools else tool_turns_as_text(request.messages)),
         }
         if request.system:
             params["system"] = request.system

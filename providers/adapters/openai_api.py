@@ -17,7 +17,9 @@ from typing import Any
 import httpx2
 import openai
 
-from providers.adapters.base import MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key
+from providers.adapters.base import (
+    MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key, tool_turns_as_text,
+)
 from providers.adapters.classify import classify_openai
 from providers.errors import ErrorKind, ProviderError
 from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
@@ -86,7 +88,7 @@ class OpenAIAdapter:
         messages: list[dict[str, Any]] = []
         if request.system:
             messages.append({"role": "system", "content": request.system})
-        messages += [{"role": m.role, "content": _content(m)} for m in request.messages]
+        messages += [_message(m) for m in (request.messages if request.tools else tool_turns_as_text(request.messages))]
         params: dict[str, Any] = {"model": request.model, "messages": messages, self.max_tokens_param: request.max_tokens}
         if request.stop:
             params["stop"] = request.stop[:4]
@@ -189,6 +191,14 @@ class OpenAIAdapter:
                 provider_cost=reported_cost(raw_usage),
             ),
         )
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        return {"role": "assistant", "content": message.content or None, "tool_calls": list(message.tool_calls)}
+    return {"role": message.role, "content": _content(message)}
 
 
 def _content(message: ChatMessage) -> str | list[dict[str, Any]]:

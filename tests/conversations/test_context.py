@@ -22,3 +22,11 @@ def test_trimming_counts_images_so_an_old_picture_is_dropped_first():
     history = [ChatMessage("user", "look", (CAT,)), ChatMessage("assistant", "a cat"), ChatMessage("user", "and now?")]
     assert trim_to_window(history, system="", context_window=3 * IMAGE_TOKENS, max_output_tokens=100) == history
     assert trim_to_window(history, system="", context_window=IMAGE_TOKENS, max_output_tokens=100) == [history[-1]]
+
+
+def test_tool_results_are_never_merged_and_tool_calls_count_in_the_estimate():
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    turns = [ChatMessage("assistant", "", tool_calls=(call,)), ChatMessage("tool", "18 C", tool_call_id="call_1"),
+             ChatMessage("tool", "sunny", tool_call_id="call_2")]
+    assert merge_roles(turns) == turns
+    assert message_tokens(turns[0]) == 0 + 7 + PER_MESSAGE_OVERHEAD  # "get_weather" + the arguments: 28 characters

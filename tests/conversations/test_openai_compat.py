@@ -164,3 +164,73 @@ def test_images_are_refused_outside_user_messages(sdk, simulator):
             {"role": "user", "content": "hi"},
         ])
     assert "messages[0].content[0]" in bad.value.body["message"] and "user messages" in bad.value.body["message"]
+
+
+# --- tool calls and their results -----------------------------------------------------------------------------------
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}}
+
+
+def _tool_round(sdk):
+    """The SDK's tool loop: ask, get a tool call, send its result back with the call."""
+    question = {"role": "user", "content": "What is the weather in Paris?"}
+    first = sdk.chat.completions.create(model="auto", messages=[question], tools=[WEATHER_TOOL])
+    (call,) = first.choices[0].message.tool_calls
+    assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
+    called = {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]}
+    result = {"role": "tool", "tool_call_id": call.id, "content": "18 C and sunny"}
+    return call, [question, called, result]
+
+
+def test_a_tool_result_goes_back_to_the_provider_with_the_call_it_answers(sdk, simulator):
+    call, messages = _tool_round(sdk)
+    simulator.clear_requests()
+    answer = sdk.chat.completions.create(model="auto", messages=messages, tools=[WEATHER_TOOL])
+    assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.tool_calls is None
+    (anthropic_body,) = _generation_bodies(simulator, "anthropic")
+    assert anthropic_body["messages"] == [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": call.id, "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 C and sunny"}]},
+    ]
+    stored = Message.objects.filter(role="user").order_by("created_at").last()
+    assert stored.content == f"[tool result {call.id}]\n18 C and sunny"
+
+    simulator.add_fault(provider="anthropic", fault="overloaded")  # the fallback gets the same turns, OpenAI's way
+    sdk.chat.completions.create(model="auto", messages=[*messages, {"role": "user", "content": "Thanks!"}], tools=[WEATHER_TOOL])
+    (openai_body,) = _generation_bodies(simulator, "openai")
+    assert openai_body["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": call.id, "content": "18 C and sunny"},
+        {"role": "user", "content": "Thanks!"},
+    ]
+
+
+def test_without_tool_definitions_the_tool_turns_go_as_text(sdk, simulator):
+    call, messages = _tool_round(sdk)
+    simulator.clear_requests()
+    sdk.chat.completions.create(model="auto", messages=messages)  # no `tools`: Anthropic would refuse tool blocks
+    (body,) = _generation_bodies(simulator, "anthropic")
+    assert body["messages"] == [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": f"[tool call {call.id}: get_weather({{}})]"},
+        {"role": "user", "content": f"[tool result {call.id}]\n18 C and sunny"},
+    ]
+
+
+@pytest.mark.parametrize("messages, field", [
+    ([{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "call_nope", "content": "x"}], "messages[1].tool_call_id"),
+    ([{"role": "user", "content": "hi"},
+      {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+      {"role": "user", "content": "never answered"}], "messages[1].tool_calls"),
+    ([{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": [{"id": "call_1", "function": {"arguments": "{}"}}]},
+      {"role": "tool", "tool_call_id": "call_1", "content": "x"}], "messages[1].tool_calls[0]"),
+])
+def test_tool_turns_out_of_order_answer_400_naming_the_message(sdk, simulator, messages, field):
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(model="auto", messages=messages, tools=[WEATHER_TOOL])
+    assert field in bad.value.body["message"]
+    assert simulator.requests() == []

@@ -1,0 +1,144 @@
+"""The `messages` of an OpenAI Chat Completions request, validated into the provider layer's ChatMessage:
+text and image parts, an assistant's tool calls and the tool results that answer them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from rest_framework.exceptions import ValidationError
+
+from conversations.api.serializers import has_nul
+from providers.types import IMAGE_MEDIA_TYPES, ChatMessage, ImagePart
+
+SYSTEM_ROLES = {"system", "developer"}
+CHAT_ROLES = {"user", "assistant", "tool"}
+IMAGE_DETAILS = ("auto", "low", "high")
+_DATA_URL_SHAPE = re.compile(r"data:([a-z]+/[-+.a-z0-9]+);base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
+
+
+def no_nul(text: str, field: str) -> str:
+    """PostgreSQL cannot store a NUL character in text: refuse it as a validation error, like the REST API."""
+    if has_nul(text):
+        raise ValidationError({field: "Null characters are not allowed."})
+    return text
+
+
+def _image(part: dict, field: str) -> ImagePart:
+    """An `image_url` part: an http(s) URL or a base64 data URL of a PNG, JPEG, GIF or WebP image."""
+    spec = part.get("image_url")
+    spec = {"url": spec} if isinstance(spec, str) else spec
+    if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
+        raise ValidationError({f"{field}.image_url.url": "required: an https URL or a base64 data URL"})
+    url, detail = spec["url"].strip(), spec.get("detail")
+    if detail is not None and detail not in IMAGE_DETAILS:
+        raise ValidationError({f"{field}.image_url.detail": f"must be one of {', '.join(IMAGE_DETAILS)}"})
+    if url.startswith("data:"):
+        shape = _DATA_URL_SHAPE.fullmatch(url)
+        if shape is None:
+            raise ValidationError({f"{field}.image_url.url": "a data URL must be data:<media type>;base64,<data>"})
+        if shape.group(1).lower() not in IMAGE_MEDIA_TYPES:
+            raise ValidationError({f"{field}.image_url.url": f"images must be one of {', '.join(IMAGE_MEDIA_TYPES)}"})
+        url = f"data:{shape.group(1).lower()};base64,{''.join(shape.group(2).split())}"  # providers take no whitespace
+    elif not url.lower().startswith(("https://", "http://")) or has_nul(url):
+        raise ValidationError({f"{field}.image_url.url": "must be an http(s) URL or a base64 data URL"})
+    return ImagePart(url=url, detail=detail or "")
+
+
+def _content(content: Any, field: str, *, images_allowed: bool) -> tuple[str, tuple[ImagePart, ...]]:
+    """A message's text and images: a string, or a list of `text` and (in user messages) `image_url` parts."""
+    if content is None:
+        return "", ()
+    if isinstance(content, str):
+        return no_nul(content, field), ()
+    if isinstance(content, list):
+        parts, images = [], []
+        for i, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                parts.append(no_nul(part["text"], f"{field}[{i}]"))
+            elif kind == "image_url" and images_allowed:
+                images.append(_image(part, f"{field}[{i}]"))
+            elif kind == "image_url":
+                raise ValidationError({f"{field}[{i}]": "images are only supported in user messages"})
+            else:
+                raise ValidationError({f"{field}[{i}]": "only text and image_url content parts are supported"})
+        return "\n".join(parts), tuple(images)
+    raise ValidationError({field: "must be a string or a list of content parts"})
+
+
+def _tool_calls(raw: Any, field: str) -> tuple[dict[str, Any], ...]:
+    """An assistant's `tool_calls`: each with an id and a function (name, arguments as a JSON string)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValidationError({field: "must be a list"})
+    calls = []
+    for j, call in enumerate(raw):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not (isinstance(call.get("id") if isinstance(call, dict) else None, str) and call["id"]
+                and isinstance(function, dict) and isinstance(function.get("name"), str) and function["name"]
+                and isinstance(function.get("arguments", ""), str)):
+            raise ValidationError({f"{field}[{j}]": "a tool call needs an id and a function with a name and arguments (a JSON string)"})
+        calls.append({"id": no_nul(call["id"], f"{field}[{j}].id"), "type": "function",
+                      "function": {"name": function["name"], "arguments": no_nul(function.get("arguments") or "", f"{field}[{j}].function.arguments")}})
+    return tuple(calls)
+
+
+def chat_messages(raw_messages: list) -> tuple[list[str], list[ChatMessage]]:
+    """(system texts, chat messages). Every tool call of an assistant message must be answered by `tool` messages
+    right after it, and every `tool` message must answer one, as OpenAI (and every provider) requires."""
+    system_parts: list[str] = []
+    messages: list[ChatMessage] = []
+    open_calls: dict[str, int] = {}  # tool call id -> index of the assistant message that made it
+    for i, message in enumerate(raw_messages):
+        if not isinstance(message, dict):
+            raise ValidationError({f"messages[{i}]": "must be an object"})
+        role = message.get("role")
+        if role not in SYSTEM_ROLES and role not in CHAT_ROLES:
+            raise ValidationError({f"messages[{i}].role": f"unsupported role {role!r}"})
+        if open_calls and role != "tool":
+            first = min(open_calls.values())
+            raise ValidationError({f"messages[{first}].tool_calls": f"not answered by tool messages: {', '.join(sorted(open_calls))}"})
+        text, images = _content(message.get("content"), f"messages[{i}].content", images_allowed=role == "user")
+        if role in SYSTEM_ROLES:
+            system_parts.append(text)
+        elif role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str) or call_id not in open_calls:
+                raise ValidationError({f"messages[{i}].tool_call_id": "must answer a tool call of the assistant message before it"})
+            del open_calls[call_id]
+            messages.append(ChatMessage("tool", text, tool_call_id=call_id))
+        else:
+            calls = _tool_calls(message.get("tool_calls"), f"messages[{i}].tool_calls") if role == "assistant" else ()
+            open_calls = {call["id"]: i for call in calls}
+            if text or images or calls:
+                messages.append(ChatMessage(role, text, images, tool_calls=calls))
+    if open_calls:
+        raise ValidationError({f"messages[{min(open_calls.values())}].tool_calls":
+                               f"not answered by tool messages: {', '.join(sorted(open_calls))}"})
+    if not any(m.role == "user" for m in messages):
+        raise ValidationError({"messages": "needs at least one user message"})
+    return system_parts, messages
+
+
+def stored_text(message: ChatMessage) -> str:
+    """What the conversation stores of the request's last message."""
+    if message.role == "tool":
+        return f"[tool result {message.tool_call_id}]\n{message.content}"
+    return message.content
+
+
+def image_summary(images: tuple[ImagePart, ...]) -> list[dict]:
+    """What the stored user message keeps of its images: a URL as sent; of inline data, its type, size and SHA-256
+    (the data itself is not stored)."""
+    summary = []
+    for image in images:
+        inline = image.inline()
+        if inline is None:
+            summary.append({"url": image.url})
+        else:
+            data = inline[1].encode()
+            summary.append({"media_type": inline[0], "base64_chars": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    return summary
