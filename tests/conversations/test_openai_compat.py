@@ -234,3 +234,24 @@ def test_tool_turns_out_of_order_answer_400_naming_the_message(sdk, simulator, m
         sdk.chat.completions.create(model="auto", messages=messages, tools=[WEATHER_TOOL])
     assert field in bad.value.body["message"]
     assert simulator.requests() == []
+
+
+# --- /v1/models ------------------------------------------------------------------------------------------------------
+
+
+def test_the_sdk_lists_auto_and_the_models_this_key_can_reach(sdk):
+    other, _ = tenant_create(slug="other", name="Other client")
+    credential_set(kind="openrouter", key="sk-or-other-tenant", label="theirs", tenant=other)  # not ours to use
+    LLMModel.objects.filter(provider__kind="openai", model_id="gpt-4.1-nano").update(is_enabled=False)
+    models = {m.id: m for m in sdk.models.list()}
+    assert next(iter(models)) == "auto" and models["auto"].owned_by == "agencyhub"
+    assert models["gpt-4o-mini"].owned_by == "openai" and models["claude-haiku-4-5"].owned_by == "anthropic"
+    assert models["claude-haiku-4-5"].agencyhub["tier"] == "economy" and "vision" in models["claude-haiku-4-5"].agencyhub["capabilities"]
+    assert "gpt-4.1-nano" not in models  # disabled
+    assert not any(m.owned_by == "openrouter" for m in models.values())  # only another tenant holds a key
+    assert not any(m.owned_by == "sandbox" for m in models.values())
+    assert sdk.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+    for missing in ("anthropic/claude-haiku-4.5", "no-such-model"):
+        with pytest.raises(openai.NotFoundError) as gone:
+            sdk.models.retrieve(missing)
+        assert gone.value.body["type"] == "not_found_error" and missing in gone.value.body["message"]
