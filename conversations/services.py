@@ -48,6 +48,8 @@ class Overrides:
     temperature: float | None = None
     stop: list[str] = field(default_factory=list)
     tools: list[dict[str, Any]] = field(default_factory=list)
+    sampling: dict[str, Any] = field(default_factory=dict)  # top_p, seed, presence_penalty, frequency_penalty
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass
@@ -158,6 +160,8 @@ class Prompt:
     temperature: float | None
     stop: list[str]
     tools: list[dict]
+    sampling: dict[str, Any] = field(default_factory=dict)
+    response_format: dict[str, Any] | None = None
 
     @property
     def estimated_tokens(self) -> int:
@@ -185,6 +189,8 @@ def _prompt(reply: Message, overrides: Overrides | None) -> Prompt:
         temperature=overrides.temperature if overrides and overrides.temperature is not None else assistant.temperature,
         stop=overrides.stop if overrides else [],
         tools=overrides.tools if overrides else [],
+        sampling=overrides.sampling if overrides else {},
+        response_format=overrides.response_format if overrides else None,
     )
 
 
@@ -223,6 +229,8 @@ def _request_builder(reply: Message, prompt: Prompt):
             supports_temperature=model.supports_temperature,
             stop=prompt.stop,
             tools=prompt.tools,
+            sampling=prompt.sampling,
+            response_format=prompt.response_format,
             metadata={"user_id": user_id} if user_id else {},
         )
 

@@ -52,7 +52,9 @@ class ChatRequest:
     temperature: float | None = None  # omitted by adapters where the model refuses it
     tools: list[dict[str, Any]] = field(default_factory=list)  # OpenAI function-tool shape
     metadata: dict[str, Any] = field(default_factory=dict)
-    supports_temperature: bool = True
+    supports_temperature: bool = True  # also top_p, seed and the penalties (reasoning models refuse them all)
+    sampling: dict[str, Any] = field(default_factory=dict)  # top_p, seed, presence_penalty, frequency_penalty
+    response_format: dict[str, Any] | None = None  # OpenAI's: {"type": "text" | "json_object" | "json_schema", ...}
 
 
 @dataclass

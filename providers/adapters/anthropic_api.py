@@ -75,6 +75,18 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
     return blocks
 
 
+def json_instruction(response_format: dict[str, Any] | None) -> str:
+    """Anthropic has no `response_format`: JSON output is asked for in the system prompt instead."""
+    kind = (response_format or {}).get("type")
+    if kind == "json_object":
+        return "Answer with one JSON object and nothing else: no prose and no code fences."
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        return ("Answer with one JSON object and nothing else (no prose, no code fences) that matches this JSON Schema"
+                f" ({spec.get('name', 'response')}): {json.dumps(spec.get('schema') or {}, separators=(',', ':'))}")
+    return ""
+
+
 def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     return content if isinstance(content, list) else ([{"type": "text", "text": content}] if content else [])
 
@@ -122,8 +134,9 @@ class AnthropicAdapter:
             "max_tokens": request.max_tokens,
             "messages": _messages(request.messages if request.tools else tool_turns_as_text(request.messages)),
         }
-        if request.system:
-            params["system"] = request.system
+        system = "\n\n".join(t for t in (request.system, json_instruction(request.response_format)) if t)
+        if system:
+            params["system"] = system
         if request.stop:
             params["stop_sequences"] = request.stop
         if request.tools:

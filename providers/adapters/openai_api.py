@@ -92,8 +92,12 @@ class OpenAIAdapter:
         params: dict[str, Any] = {"model": request.model, "messages": messages, self.max_tokens_param: request.max_tokens}
         if request.stop:
             params["stop"] = request.stop[:4]
-        if request.temperature is not None and request.supports_temperature:
-            params["temperature"] = request.temperature
+        if request.supports_temperature:
+            if request.temperature is not None:
+                params["temperature"] = request.temperature
+            params.update(request.sampling)
+        if request.response_format:
+            params["response_format"] = request.response_format
         if request.tools:
             params["tools"] = request.tools
         if request.metadata.get("user_id"):

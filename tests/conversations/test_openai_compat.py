@@ -255,3 +255,43 @@ def test_the_sdk_lists_auto_and_the_models_this_key_can_reach(sdk):
         with pytest.raises(openai.NotFoundError) as gone:
             sdk.models.retrieve(missing)
         assert gone.value.body["type"] == "not_found_error" and missing in gone.value.body["message"]
+
+
+# --- sampling settings and response_format ---------------------------------------------------------------------------
+
+LEAD_SCHEMA = {"name": "lead", "schema": {"type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]}}
+
+
+def test_sampling_settings_and_json_output_reach_each_provider_as_it_takes_them(sdk, simulator):
+    options = {"top_p": 0.9, "seed": 7, "presence_penalty": 0.5, "response_format": {"type": "json_schema", "json_schema": LEAD_SCHEMA}}
+    sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "my email is a@b.c"}], **options)
+    (anthropic_body,) = _generation_bodies(simulator, "anthropic")
+    assert not {"top_p", "seed", "presence_penalty", "response_format"} & set(anthropic_body)  # Anthropic has none of them
+    assert anthropic_body["system"].startswith("Answer with one JSON object and nothing else")
+    assert '"required":["email"]' in anthropic_body["system"]
+
+    simulator.add_fault(provider="anthropic", fault="overloaded")
+    sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "again"}], **options)
+    (openai_body,) = _generation_bodies(simulator, "openai")
+    assert openai_body["top_p"] == 0.9 and openai_body["seed"] == 7 and openai_body["presence_penalty"] == 0.5
+    assert openai_body["response_format"] == {"type": "json_schema", "json_schema": LEAD_SCHEMA}
+
+    simulator.clear_requests()  # a reasoning model refuses sampling settings: they are left out, the format stays
+    sdk.chat.completions.create(model="gpt-5-mini", messages=[{"role": "user", "content": "json please"}],
+                                top_p=0.5, response_format={"type": "json_object"})
+    (reasoning_body,) = _generation_bodies(simulator, "openai")
+    assert "top_p" not in reasoning_body and reasoning_body["response_format"] == {"type": "json_object"}
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"top_p": 1.5}, "top_p"),
+    ({"seed": "seven"}, "seed"),
+    ({"frequency_penalty": -3}, "frequency_penalty"),
+    ({"response_format": {"type": "yaml"}}, "response_format.type"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, "response_format.json_schema.name"),
+])
+def test_bad_generation_settings_answer_400_naming_them(sdk, simulator, options, field):
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}], **options)
+    assert field in bad.value.body["message"]
+    assert simulator.requests() == []

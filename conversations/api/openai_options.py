@@ -1,0 +1,54 @@
+"""The optional generation settings of an OpenAI Chat Completions request, validated.
+
+Sampling settings (`top_p`, `seed`, `presence_penalty`, `frequency_penalty`) reach OpenAI and OpenRouter models that
+take sampling settings (not reasoning models, which refuse them); Anthropic has none of them. `response_format` goes
+to OpenAI and OpenRouter as it is; Anthropic gets the request for JSON (and the schema) in the system prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.exceptions import ValidationError
+
+RANGES = {"top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0), "frequency_penalty": (-2.0, 2.0)}
+FORMATS = ("text", "json_object", "json_schema")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def sampling(body: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (low, high) in RANGES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if not _number(value) or not low <= value <= high:
+            raise ValidationError({name: f"must be a number between {low:g} and {high:g}"})
+        out[name] = value
+    seed = body.get("seed")
+    if seed is not None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValidationError({"seed": "must be an integer"})
+        out["seed"] = seed
+    return out
+
+
+def response_format(value: Any) -> dict[str, Any] | None:
+    """None for plain text; else {"type": "json_object"} or {"type": "json_schema", "json_schema": {name, schema, …}}."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("type") not in FORMATS:
+        raise ValidationError({"response_format.type": f"must be one of {', '.join(FORMATS)}"})
+    if value["type"] == "text":
+        return None
+    if value["type"] == "json_object":
+        return {"type": "json_object"}
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        raise ValidationError({"response_format.json_schema.name": "required: a name for the schema"})
+    if not isinstance(spec.get("schema", {}), dict):
+        raise ValidationError({"response_format.json_schema.schema": "must be a JSON Schema object"})
+    return {"type": "json_schema", "json_schema": spec}
