@@ -50,6 +50,7 @@ class Overrides:
     tools: list[dict[str, Any]] = field(default_factory=list)
     sampling: dict[str, Any] = field(default_factory=dict)  # top_p, seed, presence_penalty, frequency_penalty
     response_format: dict[str, Any] | None = None
+    tool_choice: dict[str, Any] | str | None = None
 
 
 @dataclass
@@ -162,6 +163,7 @@ class Prompt:
     tools: list[dict]
     sampling: dict[str, Any] = field(default_factory=dict)
     response_format: dict[str, Any] | None = None
+    tool_choice: dict[str, Any] | str | None = None
 
     @property
     def estimated_tokens(self) -> int:
@@ -191,6 +193,7 @@ def _prompt(reply: Message, overrides: Overrides | None) -> Prompt:
         tools=overrides.tools if overrides else [],
         sampling=overrides.sampling if overrides else {},
         response_format=overrides.response_format if overrides else None,
+        tool_choice=overrides.tool_choice if overrides else None,
     )
 
 
@@ -231,6 +234,7 @@ def _request_builder(reply: Message, prompt: Prompt):
             tools=prompt.tools,
             sampling=prompt.sampling,
             response_format=prompt.response_format,
+            tool_choice=prompt.tool_choice,
             metadata={"user_id": user_id} if user_id else {},
         )
 

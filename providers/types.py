@@ -55,6 +55,7 @@ class ChatRequest:
     supports_temperature: bool = True  # also top_p, seed and the penalties (reasoning models refuse them all)
     sampling: dict[str, Any] = field(default_factory=dict)  # top_p, seed, presence_penalty, frequency_penalty
     response_format: dict[str, Any] | None = None  # OpenAI's: {"type": "text" | "json_object" | "json_schema", ...}
+    tool_choice: dict[str, Any] | str | None = None  # OpenAI's: "none" | "auto" | "required" | {"type": "function", ...}
 
 
 @dataclass

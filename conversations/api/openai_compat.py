@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 from conversations.access import access_assistant
 from conversations.api.errors import reply_failed_error
 from conversations.api.openai_messages import chat_messages, image_summary, no_nul, stored_text
-from conversations.api.openai_options import response_format, sampling
+from conversations.api.openai_options import response_format, sampling, tool_choice
 from conversations.api.views import scoped_assistant
 from conversations.models import Conversation, Message
 from conversations.services import Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream
@@ -69,6 +69,7 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
         model=model.strip(), system="\n\n".join(system_parts) if system_parts else None, messages=messages,
         max_tokens=max_tokens, temperature=float(temperature) if temperature is not None else None, stop=stop, tools=tools,
         sampling=sampling(body), response_format=response_format(body.get("response_format")),
+        tool_choice=tool_choice(body.get("tool_choice"), tools) if tools else None,
     )
     return overrides, stream, include_usage, stored_text(messages[-1])
 

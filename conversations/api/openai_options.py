@@ -1,6 +1,6 @@
 """The optional generation settings of an OpenAI Chat Completions request, validated.
 
-Sampling settings (`top_p`, `seed`, `presence_penalty`, `frequency_penalty`) reach OpenAI and OpenRouter models that
+`tool_choice` goes to OpenAI and OpenRouter as it is and to Anthropic in its own shape. Sampling settings (`top_p`, `seed`, `presence_penalty`, `frequency_penalty`) reach OpenAI and OpenRouter models that
 take sampling settings (not reasoning models, which refuse them); Anthropic has none of them. `response_format` goes
 to OpenAI and OpenRouter as it is; Anthropic gets the request for JSON (and the schema) in the system prompt.
 """
@@ -52,3 +52,17 @@ def response_format(value: Any) -> dict[str, Any] | None:
     if not isinstance(spec.get("schema", {}), dict):
         raise ValidationError({"response_format.json_schema.schema": "must be a JSON Schema object"})
     return {"type": "json_schema", "json_schema": spec}
+
+
+def tool_choice(value: Any, tools: list) -> dict[str, Any] | str | None:
+    """"none" | "auto" | "required", or {"type": "function", "function": {"name": one of the tools}}."""
+    if value is None:
+        return None
+    if value in ("none", "auto", "required"):
+        return value
+    name = (value.get("function") or {}).get("name") if isinstance(value, dict) and value.get("type") == "function" else None
+    if not isinstance(name, str):
+        raise ValidationError({"tool_choice": 'must be "none", "auto", "required" or {"type": "function", "function": {"name": …}}'})
+    if name not in {(t.get("function") or {}).get("name") for t in tools if isinstance(t, dict)}:
+        raise ValidationError({"tool_choice.function.name": f"{name!r} is not one of the request's tools"})
+    return {"type": "function", "function": {"name": name}}

@@ -75,6 +75,13 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
     return blocks
 
 
+def _tool_choice(choice: dict[str, Any] | str) -> dict[str, Any]:
+    """OpenAI's tool_choice in Anthropic's shape: "required" is "any", a named function is a named tool."""
+    if isinstance(choice, dict):
+        return {"type": "tool", "name": choice["function"]["name"]}
+    return {"type": {"required": "any"}.get(choice, choice)}
+
+
 def json_instruction(response_format: dict[str, Any] | None) -> str:
     """Anthropic has no `response_format`: JSON output is asked for in the system prompt instead."""
     kind = (response_format or {}).get("type")
@@ -141,6 +148,8 @@ class AnthropicAdapter:
             params["stop_sequences"] = request.stop
         if request.tools:
             params["tools"] = _tools(request.tools)
+            if request.tool_choice is not None:
+                params["tool_choice"] = _tool_choice(request.tool_choice)
         if request.metadata.get("user_id"):
             params["metadata"] = {"user_id": str(request.metadata["user_id"])[:256]}
         # Some models refuse temperature entirely (the 2.x SDK no longer takes it as a keyword of create()).

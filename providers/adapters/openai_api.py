@@ -100,6 +100,8 @@ class OpenAIAdapter:
             params["response_format"] = request.response_format
         if request.tools:
             params["tools"] = request.tools
+            if request.tool_choice is not None:
+                params["tool_choice"] = request.tool_choice
         if request.metadata.get("user_id"):
             params["user"] = str(request.metadata["user_id"])[:256]
         params.update(self.extra_body(request))

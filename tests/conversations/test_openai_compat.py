@@ -295,3 +295,18 @@ def test_bad_generation_settings_answer_400_naming_them(sdk, simulator, options,
         sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}], **options)
     assert field in bad.value.body["message"]
     assert simulator.requests() == []
+
+
+def test_tool_choice_reaches_each_provider_in_its_own_shape(sdk, simulator):
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    question = [{"role": "user", "content": "Weather in Oslo?"}]
+    sdk.chat.completions.create(model="auto", messages=question, tools=[WEATHER_TOOL], tool_choice=named)
+    assert _generation_bodies(simulator, "anthropic")[0]["tool_choice"] == {"type": "tool", "name": "get_weather"}
+    simulator.add_fault(provider="anthropic", fault="overloaded")
+    sdk.chat.completions.create(model="auto", messages=question, tools=[WEATHER_TOOL], tool_choice="required")
+    assert _generation_bodies(simulator, "anthropic")[1]["tool_choice"] == {"type": "any"}
+    assert _generation_bodies(simulator, "openai")[0]["tool_choice"] == "required"
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(model="auto", messages=question, tools=[WEATHER_TOOL],
+                                    tool_choice={"type": "function", "function": {"name": "get_stock_price"}})
+    assert "tool_choice.function.name" in bad.value.body["message"]
