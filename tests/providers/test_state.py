@@ -50,6 +50,15 @@ def state(request):
     s.flush()
 
 
+def run_threads(work, count: int, *, with_index: bool = False) -> None:
+    """Run `work` (given its thread's index if asked) in `count` threads at once and wait for all of them."""
+    threads = [threading.Thread(target=work, args=(i,) if with_index else ()) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def wait_until(predicate, timeout: float = 5.0) -> bool:
     """Bounded polling (no timing assertions: only that the condition becomes true eventually)."""
     deadline = time.monotonic() + timeout
@@ -174,11 +183,7 @@ def test_concurrent_incr_loses_nothing(state):
         for _ in range(200):
             state.incr("hits", 1, ttl=60)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 8)
     assert state.get("hits") == "1600"
 
 
@@ -204,11 +209,7 @@ def test_concurrent_incr_within_never_passes_the_limit(state):
             if ok:
                 admitted.append(7)
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 8)
     assert sum(admitted) == 994 and state.get("bucket") == "994"  # 142 of 400 fit; no more
 
 
@@ -230,11 +231,7 @@ def test_set_nx_has_exactly_one_winner(state):
         if state.set("once", i, ttl=60, nx=True):
             wins.append(i)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 10, with_index=True)
     assert len(wins) == 1 and state.get("once") == str(wins[0])
 
 
@@ -249,11 +246,7 @@ def test_concurrent_breaker_admit_claims_the_probe_once(state):
         if state.breaker_admit("cb:1:1", 1011.0, 60).allowed:
             admitted.append(1)
 
-    threads = [threading.Thread(target=work) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, 10)
     assert len(admitted) == 1
 
 
@@ -369,11 +362,7 @@ def test_more_threads_than_redis_connections_wait_for_one_instead_of_failing(set
         except Exception as exc:  # noqa: BLE001 - any failure fails the test
             errors.append(exc)
 
-    threads = [threading.Thread(target=work) for _ in range(40)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_threads(work, 40)
     assert errors == []
     assert int(state.get("counter")) == 800
     assert state.client.connection_pool.max_connections == 4
