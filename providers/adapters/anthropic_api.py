@@ -82,7 +82,7 @@ def _tool_choice(choice: dict[str, Any] | str) -> dict[str, Any]:
     return {"type": {"required": "any"}.get(choice, choice)}
 
 
-def json_instruction(response_format: dict[str, Any] | None) -> str:
+def _json_instruction(response_format: dict[str, Any] | None) -> str:
     """Anthropic has no `response_format`: JSON output is asked for in the system prompt instead."""
     kind = (response_format or {}).get("type")
     if kind == "json_object":
@@ -141,7 +141,7 @@ class AnthropicAdapter:
             "max_tokens": request.max_tokens,
             "messages": _messages(request.messages if request.tools else tool_turns_as_text(request.messages)),
         }
-        system = "\n\n".join(t for t in (request.system, json_instruction(request.response_format)) if t)
+        system = "\n\n".join(t for t in (request.system, _json_instruction(request.response_format)) if t)
         if system:
             params["system"] = system
         if request.stop:

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from providers.adapters.base import Clock
 from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
 
+IMAGE_TOKENS = 1_600  # what the sandbox bills an image (about what a provider bills a large one)
+
 
 def _reply_words(request: ChatRequest) -> tuple[list[str], FinishReason]:
     last = next((m for m in reversed(request.messages) if m.role == "user"), None)
@@ -24,9 +26,6 @@ def _reply_words(request: ChatRequest) -> tuple[list[str], FinishReason]:
 def _input_tokens(request: ChatRequest) -> int:
     chars = len(request.system) + sum(len(m.content) for m in request.messages)
     return max(1, math.ceil(chars / 4) + IMAGE_TOKENS * sum(len(m.images) for m in request.messages))
-
-
-IMAGE_TOKENS = 1_600  # what the sandbox bills an image (about what a provider bills a large one)
 
 
 class SandboxAdapter:
