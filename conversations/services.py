@@ -25,7 +25,7 @@ from billing.services import SpendCapReached, spend_cap_check, usage_record_buil
 from conversations.context import PER_MESSAGE_OVERHEAD, estimate_tokens, history_for, merge_roles, message_tokens, trim_to_window
 from conversations.models import Assistant, Conversation, Message, MessageRole, MessageStatus
 from conversations.writes import messages_insert, reply_complete_write
-from providers.errors import NoPriceError
+from providers.errors import ErrorKind, NoPriceError
 from providers.health import attempt_logs_write
 from providers.models import ModelTier
 from routing.models import OverBudget
@@ -357,9 +357,21 @@ def _plan_or_fail(reply: Message, ctx: RoutingContext) -> Plan:
 
 def _all_failed(reply: Message, plan: Plan, failure: AllCandidatesFailed, reservation: Reservation) -> ReplyFailed:
     budget_release(reservation=reservation)
+    rejected = failure.rejection
+    if rejected is not None:
+        # The request itself was refused (e.g. an image the provider cannot fetch): say what to fix, not "retry".
+        code = REJECTION_CODES[rejected.kind]
+        failed = _fail(reply, code=code, detail=str(failure), decision=_decision(plan, failure.attempts))
+        return ReplyFailed(failed, 400, code, f"The provider refused the request: {rejected.message[:500]}")
     failed = _fail(reply, code="providers_failed", detail=str(failure), decision=_decision(plan, failure.attempts))
     return ReplyFailed(failed, failure.http_status, "providers_failed", "Every provider failed to answer; the message is stored and can be retried.",
                        retry_after=failure.retry_after)
+
+
+REJECTION_CODES = {
+    ErrorKind.BAD_REQUEST: "request_rejected", ErrorKind.CONTEXT_TOO_LONG: "context_too_long",
+    ErrorKind.CONTENT_FILTERED: "content_filtered",
+}
 
 
 def _claimed_reply(reply_id, claimed: Message | None) -> Message | None:

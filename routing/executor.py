@@ -50,6 +50,9 @@ class Execution:
     success_log: AttemptLog | None = None
 
 
+REQUEST_REJECTED = (ErrorKind.BAD_REQUEST, ErrorKind.CONTEXT_TOO_LONG, ErrorKind.CONTENT_FILTERED)
+
+
 class AllCandidatesFailed(Exception):
     def __init__(self, attempts: list[Attempt], last_error: ProviderError | None):
         self.attempts = attempts
@@ -62,6 +65,15 @@ class AllCandidatesFailed(Exception):
         # 503 when providers are unavailable (retry later helps); 502 when they answered with errors.
         unavailable = {ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.TIMEOUT, ErrorKind.CONNECTION, "skipped"}
         return 503 if self.attempts and all(a.outcome in unavailable for a in self.attempts) else 502
+
+    @property
+    def rejection(self) -> ProviderError | None:
+        """The provider's error if it refused the request itself (malformed, too long, filtered) and that ended the
+        chain: the client has to change the request, a retry of the same one will not help."""
+        error = self.last_error
+        if error is not None and error.kind in REQUEST_REJECTED and self.attempts and self.attempts[-1].outcome == error.kind.value:
+            return error
+        return None
 
     @property
     def retry_after(self) -> int:

@@ -4,7 +4,7 @@ exception handler (agencyhub.exceptions) renders ApiError and DRF's own exceptio
 from rest_framework import exceptions
 from rest_framework.exceptions import NotFound
 
-from conversations.services import ReplyFailed
+from conversations.services import REJECTION_CODES, ReplyFailed
 
 
 class ApiError(exceptions.APIException):
@@ -24,6 +24,11 @@ _TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 502: "provider_
 def reply_failed_error(failed: ReplyFailed) -> ApiError:
     headers = {"Retry-After": str(failed.retry_after or 5)} if failed.status in (429, 503) else None
     return ApiError(status_code=failed.status, type=_TYPES.get(failed.status, "api_error"), code=failed.code, message=str(failed), headers=headers)
+
+
+def stored_failure_status(reply) -> int:
+    """The status a replayed failed reply answers with: 400 if the provider refused the request itself, else 502."""
+    return 400 if reply.error_code in REJECTION_CODES.values() else 502
 
 
 def not_found(what: str) -> NotFound:

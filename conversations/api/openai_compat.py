@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.access import access_assistant
-from conversations.api.errors import reply_failed_error
+from conversations.api.errors import reply_failed_error, stored_failure_status
 from conversations.api.openai_messages import chat_messages, image_summary, no_nul, stored_text
 from conversations.api.openai_options import response_format, sampling, tool_choice
 from conversations.api.views import scoped_assistant
@@ -147,7 +147,7 @@ class ChatCompletions(APIView):
         except ReplyFailed as failed:
             raise reply_failed_error(failed) from None
         if reply.status != "completed":
-            raise reply_failed_error(ReplyFailed(reply, 502 if reply.status == "failed" else 409, reply.error_code or "in_progress",
+            raise reply_failed_error(ReplyFailed(reply, stored_failure_status(reply) if reply.status == "failed" else 409, reply.error_code or "in_progress",
                                                  reply.error_detail or "the first request with this Idempotency-Key is still running"))
         tool_calls = reply.route_decision.get("tool_calls") or None
         message: dict = {"role": "assistant", "content": reply.content if not tool_calls or reply.content else None}

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.access import NotFound, access_assistant, access_conversation, access_message
-from conversations.api.errors import not_found, reply_failed_error
+from conversations.api.errors import not_found, reply_failed_error, stored_failure_status
 from conversations.api.origins import allow, check_origin
 from conversations.api.serializers import ConversationCreateInput, FeedbackInput, MessagePostInput
 from conversations.models import ApiKeyScope, Assistant, Conversation, Message, MessageRole
@@ -126,7 +126,7 @@ class MessageCreate(APIView):
         except ReplyFailed as failed:
             raise reply_failed_error(failed) from None
         if posted.replayed and reply.status == "failed":
-            raise reply_failed_error(ReplyFailed(reply, 502, reply.error_code or "providers_failed", reply.error_detail))
+            raise reply_failed_error(ReplyFailed(reply, stored_failure_status(reply), reply.error_code or "providers_failed", reply.error_detail))
         posted.reply = reply
         code = status.HTTP_201_CREATED if reply.status == "completed" else status.HTTP_202_ACCEPTED
         return allow(Response(_posted_payload(posted), status=code), origin)

@@ -84,8 +84,23 @@ def test_when_every_candidate_fails_the_message_is_kept_and_the_reply_failed(api
 
 def test_a_permanent_error_answers_502(api_client, conversation_id, simulator):
     simulator.add_fault(fault="server_error")
-    simulator.add_fault(fault="bad_request")
-    assert post_message(api_client, conversation_id).status_code in (502, 503)
+    response = post_message(api_client, conversation_id)
+    assert response.status_code == 502 and response.json()["error"]["code"] == "providers_failed"
+
+
+def test_a_request_the_provider_refuses_answers_400_with_its_reason_not_a_retry_hint(api_client, conversation_id, simulator):
+    simulator.add_fault(provider="anthropic", fault="server_error", count=1)  # fails over...
+    simulator.add_fault(provider="openai", fault="bad_request", count=2)  # ...to a provider that refuses the request
+    response = post_message(api_client, conversation_id, "hello", headers={"Idempotency-Key": "refused-1"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "request_rejected" and error["type"] == "invalid_request_error"
+    assert "Invalid 'messages': empty array" in error["message"]
+    reply = Message.objects.get(role="user", content="hello").reply
+    assert reply.status == "failed" and reply.error_code == "request_rejected"
+    assert [a["outcome"] for a in reply.route_decision["attempts"]] == ["server_error", "bad_request"]  # the chain stopped there
+    replay = post_message(api_client, conversation_id, "hello", headers={"Idempotency-Key": "refused-1"})
+    assert replay.status_code == 400 and replay.json()["error"]["code"] == "request_rejected"
 
 
 def test_a_rejected_key_disables_its_credential_and_fails_over(api_client, conversation_id, simulator):

@@ -310,3 +310,12 @@ def test_tool_choice_reaches_each_provider_in_its_own_shape(sdk, simulator):
         sdk.chat.completions.create(model="auto", messages=question, tools=[WEATHER_TOOL],
                                     tool_choice={"type": "function", "function": {"name": "get_stock_price"}})
     assert "tool_choice.function.name" in bad.value.body["message"]
+
+
+def test_a_request_the_provider_refuses_reaches_the_sdk_as_a_bad_request(sdk, simulator):
+    simulator.add_fault(provider="anthropic", fault="bad_request")
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as bad:
+            sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "see my image"}], stream=stream)
+        assert bad.value.body["code"] == "request_rejected" and "messages: Input should be a valid list" in bad.value.body["message"]
+    assert [r["provider"] for r in simulator.requests()] == ["anthropic", "anthropic"]  # no failover: the request is the problem
