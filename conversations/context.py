@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from conversations.images import replayed
 from conversations.models import Message, MessageRole, MessageStatus
 from providers.types import ChatMessage
 
@@ -29,9 +30,12 @@ def history_for(reply: Message) -> list[ChatMessage]:
         Message.objects.filter(conversation_id=reply.conversation_id, created_at__lte=user_message.created_at)
         .exclude(role=MessageRole.ASSISTANT, status__in=[MessageStatus.QUEUED, MessageStatus.RUNNING, MessageStatus.FAILED])
         .order_by("created_at")
-        .values_list("role", "content", "id")
+        .values_list("role", "content", "id", "images")
     )
-    return merge_roles([ChatMessage(role, content) for role, content, pk in rows if content or pk == user_message.pk])
+    return merge_roles([
+        ChatMessage(role, content, replayed(images) if role == MessageRole.USER else ())
+        for role, content, pk, images in rows if content or images or pk == user_message.pk
+    ])
 
 
 def merge_roles(messages: list[ChatMessage]) -> list[ChatMessage]:

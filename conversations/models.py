@@ -96,6 +96,7 @@ class Message(models.Model):
     # user messages
     escalate = models.BooleanField(default=False)
     metadata = models.JSONField(default=dict, blank=True)
+    images = models.JSONField(default=list, blank=True, help_text="A user message's images (conversations.images).")
     idempotency_key = models.CharField(max_length=255, blank=True)
     # assistant replies
     mode = models.CharField(max_length=10, blank=True)

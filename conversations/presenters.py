@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from conversations.images import shown
 from conversations.models import Conversation, Message
 
 
@@ -18,6 +19,8 @@ def message_payload(message: Message) -> dict:
         "status": message.status,
         "created_at": _iso(message.created_at),
     }
+    if message.images:
+        payload["images"] = shown(message.images)
     if message.role == "assistant":
         payload.update(
             {

@@ -93,6 +93,7 @@ def message_post(
     mode: str = "sync",
     escalate: bool = False,
     metadata: dict | None = None,
+    images: list[dict] | None = None,
     idempotency_key: str = "",
 ) -> Posted:
     """Store the user message and its reply. With an Idempotency-Key seen before, return the first pair.
@@ -108,7 +109,7 @@ def message_post(
             return replay
     user_message = Message(
         tenant=tenant, conversation=conversation, role=MessageRole.USER, content=content,
-        escalate=escalate, metadata=metadata or {}, idempotency_key=idempotency_key,
+        escalate=escalate, metadata=metadata or {}, images=images or [], idempotency_key=idempotency_key,
     )
     reply = Message(
         tenant=tenant, conversation=conversation, role=MessageRole.ASSISTANT, reply_to=user_message, mode=mode,

@@ -23,8 +23,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.access import access_assistant
+from conversations.images import stored_summary
 from conversations.api.errors import reply_failed_error, stored_failure_status
-from conversations.api.openai_messages import chat_messages, image_summary, no_nul, stored_text
+from conversations.api.openai_messages import chat_messages, no_nul, stored_text
 from conversations.api.openai_options import response_format, sampling, tool_choice
 from conversations.api.views import scoped_assistant
 from conversations.models import Conversation, Message
@@ -137,7 +138,7 @@ class ChatCompletions(APIView):
         images = overrides.messages[-1].images
         posted = message_post(
             tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",
-            metadata={"images": image_summary(images)} if images else None,
+            images=stored_summary(images),
             idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
         )
         if stream and not posted.replayed:

@@ -3,19 +3,16 @@ text and image parts, an assistant's tool calls and the tool results that answer
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import Any
 
 from rest_framework.exceptions import ValidationError
 
 from conversations.api.serializers import has_nul
-from providers.types import IMAGE_MEDIA_TYPES, ChatMessage, ImagePart
+from conversations.images import parse_image
+from providers.types import ChatMessage, ImagePart
 
 SYSTEM_ROLES = {"system", "developer"}
 CHAT_ROLES = {"user", "assistant", "tool"}
-IMAGE_DETAILS = ("auto", "low", "high")
-_DATA_URL_SHAPE = re.compile(r"data:([a-z]+/[-+.a-z0-9]+);base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
 
 
 def no_nul(text: str, field: str) -> str:
@@ -23,27 +20,6 @@ def no_nul(text: str, field: str) -> str:
     if has_nul(text):
         raise ValidationError({field: "Null characters are not allowed."})
     return text
-
-
-def _image(part: dict, field: str) -> ImagePart:
-    """An `image_url` part: an http(s) URL or a base64 data URL of a PNG, JPEG, GIF or WebP image."""
-    spec = part.get("image_url")
-    spec = {"url": spec} if isinstance(spec, str) else spec
-    if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
-        raise ValidationError({f"{field}.image_url.url": "required: an https URL or a base64 data URL"})
-    url, detail = spec["url"].strip(), spec.get("detail")
-    if detail is not None and detail not in IMAGE_DETAILS:
-        raise ValidationError({f"{field}.image_url.detail": f"must be one of {', '.join(IMAGE_DETAILS)}"})
-    if url.startswith("data:"):
-        shape = _DATA_URL_SHAPE.fullmatch(url)
-        if shape is None:
-            raise ValidationError({f"{field}.image_url.url": "a data URL must be data:<media type>;base64,<data>"})
-        if shape.group(1).lower() not in IMAGE_MEDIA_TYPES:
-            raise ValidationError({f"{field}.image_url.url": f"images must be one of {', '.join(IMAGE_MEDIA_TYPES)}"})
-        url = f"data:{shape.group(1).lower()};base64,{''.join(shape.group(2).split())}"  # providers take no whitespace
-    elif not url.lower().startswith(("https://", "http://")) or has_nul(url):
-        raise ValidationError({f"{field}.image_url.url": "must be an http(s) URL or a base64 data URL"})
-    return ImagePart(url=url, detail=detail or "")
 
 
 def _content(content: Any, field: str, *, images_allowed: bool) -> tuple[str, tuple[ImagePart, ...]]:
@@ -59,7 +35,7 @@ def _content(content: Any, field: str, *, images_allowed: bool) -> tuple[str, tu
             if kind == "text" and isinstance(part.get("text"), str):
                 parts.append(no_nul(part["text"], f"{field}[{i}]"))
             elif kind == "image_url" and images_allowed:
-                images.append(_image(part, f"{field}[{i}]"))
+                images.append(parse_image(part.get("image_url"), f"{field}[{i}].image_url"))
             elif kind == "image_url":
                 raise ValidationError({f"{field}[{i}]": "images are only supported in user messages"})
             else:
@@ -128,17 +104,3 @@ def stored_text(message: ChatMessage) -> str:
     if message.role == "tool":
         return f"[tool result {message.tool_call_id}]\n{message.content}"
     return message.content
-
-
-def image_summary(images: tuple[ImagePart, ...]) -> list[dict]:
-    """What the stored user message keeps of its images: a URL as sent; of inline data, its type, size and SHA-256
-    (the data itself is not stored)."""
-    summary = []
-    for image in images:
-        inline = image.inline()
-        if inline is None:
-            summary.append({"url": image.url})
-        else:
-            data = inline[1].encode()
-            summary.append({"media_type": inline[0], "base64_chars": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-    return summary

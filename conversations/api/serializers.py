@@ -33,13 +33,15 @@ class ConversationCreateInput(serializers.Serializer):
 
 
 class MessagePostInput(serializers.Serializer):
-    content = serializers.CharField(max_length=settings.MAX_MESSAGE_CHARS, trim_whitespace=False)
+    """`images` (a list of {"url", "detail"}) is validated by conversations.images, which names each item."""
+
+    content = serializers.CharField(max_length=settings.MAX_MESSAGE_CHARS, trim_whitespace=False, allow_blank=True)
     escalate = serializers.BooleanField(required=False, default=False)
     mode = serializers.ChoiceField(choices=["sync", "stream", "async"], required=False, default="sync")
     metadata = MetadataField(required=False, default=dict)
 
     def validate_content(self, value: str) -> str:
-        if not value.strip():
+        if not value.strip() and not self.initial_data.get("images"):
             raise serializers.ValidationError("must not be empty")
         return value
 

@@ -17,6 +17,7 @@ from conversations.access import NotFound, access_assistant, access_conversation
 from conversations.api.errors import not_found, reply_failed_error, stored_failure_status
 from conversations.api.origins import allow, check_origin
 from conversations.api.serializers import ConversationCreateInput, FeedbackInput, MessagePostInput
+from conversations.images import parse_images, stored_whole
 from conversations.models import ApiKeyScope, Assistant, Conversation, Message, MessageRole
 from conversations.presenters import conversation_payload, message_payload
 from conversations.services import Posted, ReplyFailed, StreamChunk, conversation_start, feedback_set, message_post, reply_generate, reply_stream
@@ -109,10 +110,11 @@ class MessageCreate(APIView):
         origin = check_origin(request, conversation.assistant)
         data = MessagePostInput(data=request.data)
         data.is_valid(raise_exception=True)
+        images = parse_images(request.data.get("images"))
         mode = data.validated_data["mode"]
         posted = message_post(
             tenant=request.user.tenant, conversation=conversation, content=data.validated_data["content"], mode=mode,
-            escalate=data.validated_data["escalate"], metadata=data.validated_data["metadata"],
+            escalate=data.validated_data["escalate"], metadata=data.validated_data["metadata"], images=stored_whole(images),
             idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
         )
         if mode == "async" or (posted.replayed and posted.reply.mode == "async"):

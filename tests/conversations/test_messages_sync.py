@@ -151,3 +151,42 @@ def test_every_attempt_is_logged_the_answering_one_with_the_reply(api_client, co
     rows = list(AttemptLog.objects.order_by("pk").values_list("provider_kind", "outcome"))
     assert reply["status"] == "completed" and reply["provider"] == "openai"
     assert rows == [("anthropic", "overloaded"), ("openai", "ok")]
+
+
+# --- images --------------------------------------------------------------------------------------------------------------
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+SCREENSHOT = {"url": f"data:image/png;base64,{PNG}", "detail": "high"}
+
+
+def test_a_screenshot_goes_with_its_message_and_with_the_later_turns(api_client, conversation_id, simulator):
+    response = post_message(api_client, conversation_id, "Why do I get this error?", images=[SCREENSHOT])
+    assert response.status_code == 201
+    shown = response.json()["user_message"]["images"]
+    assert shown[0]["media_type"] == "image/png" and len(shown[0]["sha256"]) == 64 and PNG not in str(shown)
+    image_block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    assert simulator.requests()[-1]["body"]["messages"][-1]["content"] == [
+        image_block, {"type": "text", "text": "Why do I get this error?"}]
+    post_message(api_client, conversation_id, "And how do I fix it?")  # the screenshot stays in the context
+    first_turn = simulator.requests()[-1]["body"]["messages"][0]
+    assert first_turn["content"] == [image_block, {"type": "text", "text": "Why do I get this error?"}]
+    assert Message.objects.get(content="Why do I get this error?").images == [SCREENSHOT]
+
+
+def test_an_image_alone_is_a_message_and_a_bad_one_is_named(api_client, conversation_id, simulator):
+    assert post_message(api_client, conversation_id, "", images=["https://example.com/a.png"]).status_code == 201
+    assert simulator.requests()[-1]["body"]["messages"][-1]["content"] == [
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]
+    bad = post_message(api_client, conversation_id, "look", images=[SCREENSHOT, {"url": "data:image/tiff;base64,AAAA"}])
+    assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("images[1].url: images must be one of")
+    empty = post_message(api_client, conversation_id, "  ")
+    assert empty.status_code == 400 and empty.json()["error"]["message"].startswith("content: must not be empty")
+    assert Message.objects.filter(role="user").count() == 1  # nothing stored for the refused ones
+
+
+def test_an_async_reply_sees_the_stored_images(api_client, conversation_id, simulator, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_message(api_client, conversation_id, "Read this receipt", images=[SCREENSHOT], mode="async")
+    assert response.status_code == 202
+    assert Message.objects.get(pk=response.json()["id"]).status == "completed"
+    assert simulator.requests()[-1]["body"]["messages"][-1]["content"][0]["source"]["data"] == PNG

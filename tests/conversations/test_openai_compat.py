@@ -114,8 +114,8 @@ def test_the_openai_sdk_sends_images_each_provider_gets_them_in_its_own_format(s
     ]
     user = Message.objects.get(role="user")
     assert user.content == "What is on this receipt?"
-    assert user.metadata["images"][0]["media_type"] == "image/png" and len(user.metadata["images"][0]["sha256"]) == 64
-    assert user.metadata["images"][1] == {"url": PHOTO_URL} and PNG not in str(user.metadata)  # inline data not stored
+    assert user.images[0]["media_type"] == "image/png" and len(user.images[0]["sha256"]) == 64
+    assert user.images[1] == {"url": PHOTO_URL} and PNG not in str(user.images)  # the client resends its context: no data kept
 
     simulator.add_fault(provider="anthropic", fault="overloaded")  # the fallback gets the same images, OpenAI's way
     stream = sdk.chat.completions.create(model="auto", messages=[_vision_message("And this one?")], stream=True)

@@ -1,0 +1,78 @@
+"""Images sent with a user message, as both client APIs take them: an http(s) URL the provider fetches, or a base64
+data URL of a PNG, JPEG, GIF or WebP image, each with an optional OpenAI `detail` ("auto" / "low" / "high").
+
+`Message.images` stores them. A REST message keeps each image whole (`{"url", "detail"}`), because the conversation's
+later turns are built from what is stored. `/v1/chat/completions` clients send their whole context every time, so
+there only a summary is stored: the URL, or for inline data its media type, size and SHA-256. The API shows the
+summary either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from rest_framework.exceptions import ValidationError
+
+from providers.types import IMAGE_MEDIA_TYPES, ImagePart
+
+MAX_IMAGES = 20  # per message (Anthropic takes up to 100 per request, OpenAI more; a chat rarely needs many)
+IMAGE_DETAILS = ("auto", "low", "high")
+_DATA_URL_SHAPE = re.compile(r"data:([a-z]+/[-+.a-z0-9]+);base64,([A-Za-z0-9+/=\s]+)", re.IGNORECASE)
+
+
+def parse_image(spec: Any, field: str) -> ImagePart:
+    """`{"url": ..., "detail": ...}` (or the URL alone) -> ImagePart; ValidationError naming `field` otherwise."""
+    spec = {"url": spec} if isinstance(spec, str) else spec
+    if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
+        raise ValidationError({f"{field}.url": "required: an https URL or a base64 data URL"})
+    url, detail = spec["url"].strip(), spec.get("detail")
+    if detail is not None and detail not in IMAGE_DETAILS:
+        raise ValidationError({f"{field}.detail": f"must be one of {', '.join(IMAGE_DETAILS)}"})
+    if url.startswith("data:"):
+        shape = _DATA_URL_SHAPE.fullmatch(url)
+        if shape is None:
+            raise ValidationError({f"{field}.url": "a data URL must be data:<media type>;base64,<data>"})
+        if shape.group(1).lower() not in IMAGE_MEDIA_TYPES:
+            raise ValidationError({f"{field}.url": f"images must be one of {', '.join(IMAGE_MEDIA_TYPES)}"})
+        url = f"data:{shape.group(1).lower()};base64,{''.join(shape.group(2).split())}"  # providers take no whitespace
+    elif not url.lower().startswith(("https://", "http://")) or "\x00" in url:
+        raise ValidationError({f"{field}.url": "must be an http(s) URL or a base64 data URL"})
+    return ImagePart(url=url, detail=detail or "")
+
+
+def parse_images(raw: Any, field: str = "images") -> tuple[ImagePart, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValidationError({field: "must be a list of images"})
+    if len(raw) > MAX_IMAGES:
+        raise ValidationError({field: f"at most {MAX_IMAGES} images per message"})
+    return tuple(parse_image(spec, f"{field}[{i}]") for i, spec in enumerate(raw))
+
+
+def stored_whole(images: tuple[ImagePart, ...]) -> list[dict]:
+    return [{"url": image.url, **({"detail": image.detail} if image.detail else {})} for image in images]
+
+
+def stored_summary(images: tuple[ImagePart, ...]) -> list[dict]:
+    return [_summary(image.url) for image in images]
+
+
+def _summary(url: str) -> dict:
+    inline = ImagePart(url).inline()
+    if inline is None:
+        return {"url": url}
+    data = inline[1].encode()
+    return {"media_type": inline[0], "base64_chars": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def shown(stored: list[dict]) -> list[dict]:
+    """What the API shows of a message's stored images: URLs as sent, inline data as its summary."""
+    return [_summary(entry["url"]) if "url" in entry else entry for entry in stored or ()]
+
+
+def replayed(stored: list[dict]) -> tuple[ImagePart, ...]:
+    """The stored images that can be sent again with a later turn (summaries of inline data cannot)."""
+    return tuple(ImagePart(entry["url"], entry.get("detail", "")) for entry in stored or () if "url" in entry)
