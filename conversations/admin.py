@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from tenants.admin_paginator import EstimatedCountPaginator
+from conversations.images import shown
 from conversations.models import ApiKeyScope, Assistant, Conversation, Feedback, Message, MessageRole, MessageStatus
 from providers.admin import FailedFilter, ProviderKindFilter, SlowFilter
 from routing.admin import RoutingPolicyForm
@@ -158,8 +159,8 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     fields = (
-        "id", "tenant", "conversation", "role", "status", "mode", "created_at", "completed_at", "content", "escalate",
-        "provider_kind", "model_name", "finish_reason", "input_tokens", "output_tokens", "cached_input_tokens",
+        "id", "tenant", "conversation", "role", "status", "mode", "created_at", "completed_at", "content", "images_sent",
+        "escalate", "provider_kind", "model_name", "finish_reason", "input_tokens", "output_tokens", "cached_input_tokens",
         "cache_write_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "complexity_score", "route_reason",
         "attempts", "error_code", "error_detail",
     )
@@ -169,7 +170,7 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         queryset = super().get_queryset(request)
         if request.resolver_match and request.resolver_match.url_name.endswith("changelist"):
             # The list never shows these: leave the large columns in the table.
-            queryset = queryset.defer("content", "route_decision", "metadata", "error_detail")
+            queryset = queryset.defer("content", "route_decision", "metadata", "images", "error_detail")
         return queryset
 
     @admin.display(description="conversation")
@@ -180,6 +181,17 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="attempts")
     def attempts(self, obj: Message) -> str:
         return attempts_html(obj) if obj.role == MessageRole.ASSISTANT else "-"
+
+    @admin.display(description="images")
+    def images_sent(self, obj: Message) -> str:
+        """Each image as a link (a URL) or its type, size and hash (inline data): never the data itself."""
+        if not obj.images:
+            return "-"
+        return format_html_join(format_html("<br>"), "{}", (
+            (format_html('<a href="{}" rel="noreferrer">{}</a>', item["url"], item["url"][:120]) if "url" in item
+             else f"{item['media_type']}, {item['base64_chars']:,} base64 characters, SHA-256 {item['sha256'][:16]}…",)
+            for item in shown(obj.images)
+        ))
 
 
 @admin.register(Feedback)

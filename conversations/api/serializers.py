@@ -39,6 +39,8 @@ class MessagePostInput(serializers.Serializer):
     escalate = serializers.BooleanField(required=False, default=False)
     mode = serializers.ChoiceField(choices=["sync", "stream", "async"], required=False, default="sync")
     metadata = MetadataField(required=False, default=dict)
+    images = serializers.ListField(child=serializers.JSONField(), required=False, help_text=(
+        'Up to 20 images: {"url": "https://…" or "data:image/png;base64,…", "detail": "auto" | "low" | "high"}'))
 
     def validate_content(self, value: str) -> str:
         if not value.strip() and not self.initial_data.get("images"):

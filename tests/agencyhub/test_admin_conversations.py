@@ -30,3 +30,15 @@ def test_it_lists_feedback_and_messages_for_finance(finance_client, api_client, 
     assert "too slow" in finance_client.get("/admin/conversations/feedback/").content.decode()
     messages = finance_client.get("/admin/conversations/message/?failed=no")
     assert messages.status_code == 200 and messages.context["cl"].result_count == 2
+
+
+def test_a_message_shows_its_images_as_links_or_summaries_never_the_data(admin_client, api_client, conversation_id):
+    data = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    images = ["https://example.com/shot.png", {"url": f"data:image/png;base64,{data}"}]
+    assert post_message(api_client, conversation_id, "See these", images=images).status_code == 201
+    user = Message.objects.get(role="user")
+
+    html = admin_client.get(f"/admin/conversations/message/{user.pk}/change/").content.decode()
+
+    assert '<a href="https://example.com/shot.png" rel="noreferrer">' in html
+    assert "image/png, 96 base64 characters, SHA-256" in html and data not in html
