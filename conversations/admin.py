@@ -8,6 +8,7 @@ from django.contrib import admin
 from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from tenants.admin_paginator import EstimatedCountPaginator
 from conversations.images import shown
@@ -187,7 +188,7 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         """Each image as a link (a URL) or its type, size and hash (inline data): never the data itself."""
         if not obj.images:
             return "-"
-        return format_html_join(format_html("<br>"), "{}", (
+        return format_html_join(mark_safe("<br>"), "{}", (
             (format_html('<a href="{}" rel="noreferrer">{}</a>', item["url"], item["url"][:120]) if "url" in item
              else f"{item['media_type']}, {item['base64_chars']:,} base64 characters, SHA-256 {item['sha256'][:16]}…",)
             for item in shown(obj.images)
