@@ -6,7 +6,8 @@ from billing.models import UsageRecord
 from conversations.models import Message
 from providers.models import Credential, LLMModel, price_for
 from providers.types import Usage
-from tests.conversations.conftest import post_message
+from routing.models import RoutingRule
+from tests.conversations.conftest import chain_target, post_message
 
 
 def test_it_answers_a_sync_message_with_model_usage_and_cost(api_client, conversation_id, simulator):
@@ -190,3 +191,12 @@ def test_an_async_reply_sees_the_stored_images(api_client, conversation_id, simu
     assert response.status_code == 202
     assert Message.objects.get(pk=response.json()["id"]).status == "completed"
     assert simulator.requests()[-1]["body"]["messages"][-1]["content"][0]["source"]["data"] == PNG
+
+
+def test_a_screenshots_rule_routes_image_messages_and_only_them(api_client, conversation_id, policy, simulator):
+    RoutingRule.objects.create(policy=policy, position=1, name="Screenshots", needs_vision=True,
+                               target=chain_target("Vision", [("openai", "gpt-4o")]))
+    text = post_message(api_client, conversation_id, "plain text").json()
+    seen = post_message(api_client, conversation_id, "and this?", images=[SCREENSHOT]).json()
+    assert text["model"] == "claude-haiku-4-5" and text["route"]["reason"].startswith("default")
+    assert seen["model"] == "gpt-4o" and seen["route"]["reason"] == "rule 'Screenshots' -> Vision"
