@@ -6,7 +6,7 @@ import math
 
 from conversations.images import replayed
 from conversations.models import Message, MessageRole, MessageStatus
-from providers.types import ChatMessage
+from providers.types import ChatMessage, join_turns
 
 PER_MESSAGE_OVERHEAD = 4  # role markers and separators, roughly
 IMAGE_TOKENS = 1_600  # one image, at most: Anthropic bills width × height / 750 after scaling to ~1.15 megapixels
@@ -32,23 +32,10 @@ def history_for(reply: Message) -> list[ChatMessage]:
         .order_by("created_at")
         .values_list("role", "content", "id", "images")
     )
-    return merge_roles([
+    return join_turns([
         ChatMessage(role, content, replayed(images) if role == MessageRole.USER else ())
         for role, content, pk, images in rows if content or images or pk == user_message.pk
     ])
-
-
-def merge_roles(messages: list[ChatMessage]) -> list[ChatMessage]:
-    """Providers want alternating turns: join consecutive messages of one role (e.g. after a failed reply)."""
-    merged: list[ChatMessage] = []
-    for message in messages:
-        if merged and merged[-1].role == message.role and message.role != "tool":  # each tool result answers one call
-            previous = merged[-1]
-            text = "\n\n".join(t for t in (previous.content, message.content) if t)
-            merged[-1] = ChatMessage(message.role, text, previous.images + message.images, previous.tool_calls + message.tool_calls)
-        else:
-            merged.append(message)
-    return merged
 
 
 def trim_to_window(messages: list[ChatMessage], *, system: str, context_window: int, max_output_tokens: int) -> list[ChatMessage]:

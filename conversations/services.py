@@ -22,14 +22,14 @@ from django.utils import timezone
 from billing.alerts import budget_alerts_check
 from billing.budget import BudgetExceeded, Reservation, budget_day, budget_release, budget_reserve, budget_settle
 from billing.services import SpendCapReached, spend_cap_check, usage_record_build, usage_record_count
-from conversations.context import PER_MESSAGE_OVERHEAD, estimate_tokens, history_for, merge_roles, message_tokens, trim_to_window
+from conversations.context import PER_MESSAGE_OVERHEAD, estimate_tokens, history_for, message_tokens, trim_to_window
 from conversations.models import Assistant, Conversation, Message, MessageRole, MessageStatus
 from conversations.writes import messages_insert, reply_complete_write
 from providers.errors import ErrorKind, NoPriceError
 from providers.health import attempt_logs_write
 from providers.models import ModelTier
 from routing.models import OverBudget
-from providers.types import ChatMessage, ChatRequest
+from providers.types import ChatMessage, ChatRequest, join_turns
 from routing.executor import AllCandidatesFailed, Execution, StreamInterrupted, StreamOutcome, execute, execute_stream
 from routing.planner import Candidate, NoRouteError, Plan, RoutingContext, UnknownModelError, plan_route
 from tenants.models import Tenant
@@ -181,7 +181,7 @@ def _prompt(reply: Message, overrides: Overrides | None) -> Prompt:
     assistant = reply.conversation.assistant
     if overrides and overrides.messages is not None:
         system = overrides.system if overrides.system is not None else assistant.instructions
-        history = merge_roles(overrides.messages)
+        history = join_turns(overrides.messages)
     else:
         system = assistant.instructions
         history = history_for(reply)

@@ -42,6 +42,20 @@ class ChatMessage:
     tool_call_id: str = ""  # tool: the call this result answers
 
 
+def join_turns(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """Providers want alternating turns: consecutive messages of one role become one (texts joined by a blank line,
+    images and tool calls kept in order). Tool results are never joined: each answers its own call."""
+    joined: list[ChatMessage] = []
+    for message in messages:
+        if joined and joined[-1].role == message.role and message.role != "tool":
+            previous = joined[-1]
+            text = "\n\n".join(t for t in (previous.content, message.content) if t)
+            joined[-1] = ChatMessage(message.role, text, previous.images + message.images, previous.tool_calls + message.tool_calls)
+        else:
+            joined.append(message)
+    return joined
+
+
 @dataclass
 class ChatRequest:
     model: str  # the provider's model id

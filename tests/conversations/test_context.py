@@ -1,7 +1,7 @@
 """What a model is sent: images count in the estimates, and merging turns keeps them."""
 
-from conversations.context import IMAGE_TOKENS, PER_MESSAGE_OVERHEAD, merge_roles, message_tokens, trim_to_window
-from providers.types import ChatMessage, ImagePart
+from conversations.context import IMAGE_TOKENS, PER_MESSAGE_OVERHEAD, message_tokens, trim_to_window
+from providers.types import ChatMessage, ImagePart, join_turns
 
 CAT = ImagePart("https://example.com/cat.png")
 DOG = ImagePart("data:image/png;base64,AAAA", detail="low")
@@ -13,9 +13,9 @@ def test_an_image_counts_in_a_messages_estimate():
 
 
 def test_merged_turns_keep_every_image_in_order():
-    merged = merge_roles([ChatMessage("user", "first", (CAT,)), ChatMessage("user", "", (DOG,)), ChatMessage("assistant", "ok")])
+    merged = join_turns([ChatMessage("user", "first", (CAT,)), ChatMessage("user", "", (DOG,)), ChatMessage("assistant", "ok")])
     assert merged == [ChatMessage("user", "first", (CAT, DOG)), ChatMessage("assistant", "ok")]
-    assert merge_roles([ChatMessage("user", "a"), ChatMessage("user", "b")]) == [ChatMessage("user", "a\n\nb")]
+    assert join_turns([ChatMessage("user", "a"), ChatMessage("user", "b")]) == [ChatMessage("user", "a\n\nb")]
 
 
 def test_trimming_counts_images_so_an_old_picture_is_dropped_first():
@@ -28,5 +28,5 @@ def test_tool_results_are_never_merged_and_tool_calls_count_in_the_estimate():
     call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
     turns = [ChatMessage("assistant", "", tool_calls=(call,)), ChatMessage("tool", "18 C", tool_call_id="call_1"),
              ChatMessage("tool", "sunny", tool_call_id="call_2")]
-    assert merge_roles(turns) == turns
+    assert join_turns(turns) == turns
     assert message_tokens(turns[0]) == 0 + 7 + PER_MESSAGE_OVERHEAD  # "get_weather" + the arguments: 28 characters
