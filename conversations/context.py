@@ -6,7 +6,7 @@ import math
 
 from conversations.images import replayed
 from conversations.models import Message, MessageRole, MessageStatus
-from providers.types import ChatMessage, join_turns
+from providers.types import ChatMessage, join_turns, tool_turns_as_text
 
 PER_MESSAGE_OVERHEAD = 4  # role markers and separators, roughly
 IMAGE_TOKENS = 1_600  # one image, at most: Anthropic bills width × height / 750 after scaling to ~1.15 megapixels
@@ -24,18 +24,24 @@ def message_tokens(message: ChatMessage) -> int:
 
 
 def history_for(reply: Message) -> list[ChatMessage]:
-    """The conversation up to the reply's user message: user turns and completed replies, oldest first."""
+    """The conversation up to the reply's user message: user turns (with their images) and completed replies, oldest
+    first. The images of a turn a provider refused are not sent again: they may be why, and would fail every turn."""
     user_message = reply.reply_to
     rows = (
         Message.objects.filter(conversation_id=reply.conversation_id, created_at__lte=user_message.created_at)
         .exclude(role=MessageRole.ASSISTANT, status__in=[MessageStatus.QUEUED, MessageStatus.RUNNING, MessageStatus.FAILED])
         .order_by("created_at")
-        .values_list("role", "content", "id", "images")
+        .values_list("role", "content", "id", "images", "reply__error_code")
     )
-    return join_turns([
-        ChatMessage(role, content, replayed(images) if role == MessageRole.USER else ())
-        for role, content, pk, images in rows if content or images or pk == user_message.pk
-    ])
+    turns = []
+    for role, content, pk, images, reply_error in rows:
+        images = replayed(images) if role == MessageRole.USER and reply_error not in REFUSED else ()
+        if content or images or pk == user_message.pk:
+            turns.append(ChatMessage(role, content, images))
+    return join_turns(turns)
+
+
+REFUSED = frozenset({"request_rejected", "content_filtered"})  # reply error codes of a request a provider refused
 
 
 def trim_to_window(messages: list[ChatMessage], *, system: str, context_window: int, max_output_tokens: int) -> list[ChatMessage]:
@@ -55,4 +61,7 @@ def trim_to_window(messages: list[ChatMessage], *, system: str, context_window: 
     kept.reverse()
     while len(kept) > 1 and kept[0].role != "user":
         kept.pop(0)
+    if kept and kept[0].role == "tool":
+        # Only a tool result fits, its call trimmed away: a provider refuses a result with no call, so send it as text.
+        kept = tool_turns_as_text(kept)
     return kept

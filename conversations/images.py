@@ -9,6 +9,8 @@ summary either way.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 from typing import Any
@@ -26,7 +28,7 @@ def parse_image(spec: Any, field: str) -> ImagePart:
     """`{"url": ..., "detail": ...}` (or the URL alone) -> ImagePart; ValidationError naming `field` otherwise."""
     spec = {"url": spec} if isinstance(spec, str) else spec
     if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
-        raise ValidationError({f"{field}.url": "required: an https URL or a base64 data URL"})
+        raise ValidationError({f"{field}.url": "required: an http(s) URL or a base64 data URL"})
     url, detail = spec["url"].strip(), spec.get("detail")
     if detail is not None and detail not in IMAGE_DETAILS:
         raise ValidationError({f"{field}.detail": f"must be one of {', '.join(IMAGE_DETAILS)}"})
@@ -36,10 +38,31 @@ def parse_image(spec: Any, field: str) -> ImagePart:
             raise ValidationError({f"{field}.url": "a data URL must be data:<media type>;base64,<data>"})
         if shape.group(1).lower() not in IMAGE_MEDIA_TYPES:
             raise ValidationError({f"{field}.url": f"images must be one of {', '.join(IMAGE_MEDIA_TYPES)}"})
-        url = f"data:{shape.group(1).lower()};base64,{''.join(shape.group(2).split())}"  # providers take no whitespace
+        data = "".join(shape.group(2).split())  # providers take no whitespace
+        url = f"data:{_sniffed_type(data, f'{field}.url')};base64,{data}"
     elif not url.lower().startswith(("https://", "http://")) or "\x00" in url:
         raise ValidationError({f"{field}.url": "must be an http(s) URL or a base64 data URL"})
     return ImagePart(url=url, detail=detail or "")
+
+
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
+               (b"GIF89a", "image/gif"))
+
+
+def _sniffed_type(data: str, field: str) -> str:
+    """The image type its bytes say (Anthropic refuses an image whose declared type is not its real one, and a
+    REST message's images are sent again with every later turn); a ValidationError if it is none of the four."""
+    try:
+        head = base64.b64decode(data[:64], validate=True)
+        base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError({field: "the data is not valid base64"}) from None
+    for signature, media_type in _SIGNATURES:
+        if head.startswith(signature):
+            return media_type
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    raise ValidationError({field: f"the data is not a {', '.join(IMAGE_MEDIA_TYPES)} image"})
 
 
 def parse_images(raw: Any, field: str = "images") -> tuple[ImagePart, ...]:
@@ -63,7 +86,7 @@ def stored_summary(images: tuple[ImagePart, ...]) -> list[dict]:
 def _summary(url: str) -> dict:
     inline = ImagePart(url).inline()
     if inline is None:
-        return {"url": url}
+        return {"url": url.split("?", 1)[0].split("#", 1)[0]}  # no query: it may hold a signed link's token
     data = inline[1].encode()
     return {"media_type": inline[0], "base64_chars": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 

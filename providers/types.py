@@ -56,6 +56,22 @@ def join_turns(messages: list[ChatMessage]) -> list[ChatMessage]:
     return joined
 
 
+def tool_turns_as_text(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """A request with no tool definitions cannot carry tool blocks (Anthropic refuses them): the calls and results
+    of its history become text, and turns of one role that end up next to each other are joined."""
+    if not any(m.role == "tool" or m.tool_calls for m in messages):
+        return messages
+    as_text = []
+    for m in messages:
+        if m.role == "tool":
+            m = ChatMessage("user", f"[tool result {m.tool_call_id}]\n{m.content}")
+        elif m.tool_calls:
+            calls = "\n".join(f"[tool call {c['id']}: {c['function']['name']}({c['function']['arguments']})]" for c in m.tool_calls)
+            m = ChatMessage(m.role, "\n".join(t for t in (m.content, calls) if t), m.images)
+        as_text.append(m)
+    return join_turns(as_text)
+
+
 @dataclass
 class ChatRequest:
     model: str  # the provider's model id

@@ -26,7 +26,7 @@ from conversations.access import access_assistant
 from conversations.images import stored_summary
 from conversations.api.errors import reply_failed_error, stored_failure_status
 from conversations.api.openai_messages import chat_messages, no_nul, stored_text
-from conversations.api.openai_options import response_format, sampling, tool_choice
+from conversations.api.openai_options import response_format, sampling, tool_choice, tool_definitions
 from conversations.api.views import scoped_assistant
 from conversations.models import Conversation, Message
 from conversations.services import Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream
@@ -55,9 +55,7 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
         stop = [stop]
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise ValidationError({"stop": "must be a string or a list of strings"})
-    tools = body.get("tools") or []
-    if not isinstance(tools, list):
-        raise ValidationError({"tools": "must be a list"})
+    tools = tool_definitions(body.get("tools"))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ValidationError({"stream": "must be a boolean"})

@@ -1,18 +1,24 @@
 """The optional generation settings of an OpenAI Chat Completions request, validated.
 
-`tool_choice` goes to OpenAI and OpenRouter as it is and to Anthropic in its own shape. Sampling settings (`top_p`, `seed`, `presence_penalty`, `frequency_penalty`) reach OpenAI and OpenRouter models that
-take sampling settings (not reasoning models, which refuse them); Anthropic has none of them. `response_format` goes
-to OpenAI and OpenRouter as it is; Anthropic gets the request for JSON (and the schema) in the system prompt.
+- `tools` (OpenAI function tools) and `tool_choice` go to OpenAI and OpenRouter as they are, and to Anthropic in
+  its own shapes.
+- Sampling settings (`top_p`, `seed`, `presence_penalty`, `frequency_penalty`) reach OpenAI and OpenRouter models
+  that take sampling settings (not reasoning models, which refuse them). Anthropic gets none of them: it has no seed
+  or penalties, and its current models refuse `top_p` together with `temperature`.
+- `response_format` goes to OpenAI and OpenRouter as it is; Anthropic is asked for JSON (and the schema) in the
+  system prompt.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rest_framework.exceptions import ValidationError
 
 RANGES = {"top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0), "frequency_penalty": (-2.0, 2.0)}
 FORMATS = ("text", "json_object", "json_schema")
+TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 
 
 def _number(value: Any) -> bool:
@@ -54,15 +60,35 @@ def response_format(value: Any) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": spec}
 
 
-def tool_choice(value: Any, tools: list) -> dict[str, Any] | str | None:
-    """"none" | "auto" | "required", or {"type": "function", "function": {"name": one of the tools}}."""
+def tool_definitions(raw: Any) -> list[dict[str, Any]]:
+    """OpenAI function tools: each {"type": "function", "function": {"name", "description"?, "parameters"?}}."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValidationError({"tools": "must be a list"})
+    for i, tool in enumerate(raw):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or tool.get("type", "function") != "function":
+            raise ValidationError({f"tools[{i}]": 'must be {"type": "function", "function": {"name": …, "parameters": {…}}}'})
+        if not isinstance(function.get("name"), str) or not TOOL_NAME.fullmatch(function["name"]):
+            raise ValidationError({f"tools[{i}].function.name": "required: 1 to 64 letters, digits, _ or -"})
+        if not isinstance(function.get("parameters", {}), dict):
+            raise ValidationError({f"tools[{i}].function.parameters": "must be a JSON Schema object"})
+        if not isinstance(function.get("description", ""), str):
+            raise ValidationError({f"tools[{i}].function.description": "must be a string"})
+    return raw
+
+
+def tool_choice(value: Any, tools: list[dict[str, Any]]) -> dict[str, Any] | str | None:
+    """"none" | "auto" | "required", or {"type": "function", "function": {"name": one of the (validated) tools}}."""
     if value is None:
         return None
-    if value in ("none", "auto", "required"):
+    if isinstance(value, str) and value in ("none", "auto", "required"):
         return value
-    name = (value.get("function") or {}).get("name") if isinstance(value, dict) and value.get("type") == "function" else None
+    function = value.get("function") if isinstance(value, dict) and value.get("type") == "function" else None
+    name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str):
         raise ValidationError({"tool_choice": 'must be "none", "auto", "required" or {"type": "function", "function": {"name": …}}'})
-    if name not in {(t.get("function") or {}).get("name") for t in tools if isinstance(t, dict)}:
+    if name not in {tool["function"]["name"] for tool in tools}:
         raise ValidationError({"tool_choice.function.name": f"{name!r} is not one of the request's tools"})
     return {"type": "function", "function": {"name": name}}

@@ -10,18 +10,17 @@ models of the reply. A reply of the wrong shape is an invalid response, not a cr
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import httpx2
 
-from providers.adapters.base import (
-    MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key, tool_turns_as_text,
-)
+from providers.adapters.base import MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key
 from providers.adapters.classify import classify_anthropic
 from providers.errors import ErrorKind, ProviderError
-from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
+from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage, tool_turns_as_text
 
 FINISH_REASONS = {
     "end_turn": FinishReason.STOP,
@@ -98,12 +97,18 @@ def _blocks(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     return content if isinstance(content, list) else ([{"type": "text", "text": content}] if content else [])
 
 
+def _tool_id(raw: str) -> str:
+    """Anthropic takes tool ids of letters, digits, _ and - only; ids made elsewhere (another provider, after a
+    failover) are mapped the same way in the call and in its result, so the two still match."""
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", raw) or "tool"
+
+
 def _tool_use(call: dict[str, Any]) -> dict[str, Any]:
     try:
         arguments = json.loads(call["function"]["arguments"] or "{}")
     except ValueError:
         arguments = None
-    return {"type": "tool_use", "id": call["id"], "name": call["function"]["name"],
+    return {"type": "tool_use", "id": _tool_id(call["id"]), "name": call["function"]["name"],
             "input": arguments if isinstance(arguments, dict) else {}}
 
 
@@ -113,7 +118,7 @@ def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "tool":
-            content: str | list[dict[str, Any]] = [{"type": "tool_result", "tool_use_id": m.tool_call_id, "content": m.content}]
+            content: str | list[dict[str, Any]] = [{"type": "tool_result", "tool_use_id": _tool_id(m.tool_call_id), "content": m.content}]
             role = "user"
         elif m.tool_calls:
             content, role = _blocks(m.content) + [_tool_use(c) for c in m.tool_calls], "assistant"

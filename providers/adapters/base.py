@@ -12,7 +12,6 @@ import httpx2
 from django.conf import settings
 
 from providers.errors import ErrorKind, ProviderError
-from providers.types import ChatMessage, join_turns
 
 T = TypeVar("T")
 
@@ -54,22 +53,6 @@ def malformed(what: str, exc: Exception, request_id: str = "") -> ProviderError:
     """A retryable invalid response: the provider answered, but not in the shape its API documents."""
     return ProviderError(ErrorKind.INVALID_RESPONSE, f"the provider sent {what} of the wrong shape ({exc!r})",
                          request_id=request_id)
-
-
-def tool_turns_as_text(messages: list[ChatMessage]) -> list[ChatMessage]:
-    """A request with no tool definitions cannot carry tool blocks (Anthropic refuses them): the calls and results
-    of its history become text, and turns of one role that end up next to each other are joined."""
-    if not any(m.role == "tool" or m.tool_calls for m in messages):
-        return messages
-    as_text = []
-    for m in messages:
-        if m.role == "tool":
-            m = ChatMessage("user", f"[tool result {m.tool_call_id}]\n{m.content}")
-        elif m.tool_calls:
-            calls = "\n".join(f"[tool call {c['id']}: {c['function']['name']}({c['function']['arguments']})]" for c in m.tool_calls)
-            m = ChatMessage(m.role, "\n".join(t for t in (m.content, calls) if t), m.images)
-        as_text.append(m)
-    return join_turns(as_text)
 
 
 def sdk_timeout() -> httpx2.Timeout:

@@ -68,14 +68,20 @@ class _Trees:
         return total
 
     def _compile(self) -> Callable[[Sequence[float]], float]:
+        def number(value: Any) -> str:
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError("complexity model has a non-finite threshold or leaf; run scripts/train_scorer.py")
+            return repr(value)
+
         def expression(tree: tuple, node: int) -> str:
             feature, threshold, left, right, value = tree
             if int(feature[node]) < 0:
-                return repr(float(value[node]))
-            return (f"({expression(tree, int(left[node]))} if x[{int(feature[node])}] <= {float(threshold[node])!r} "
+                return number(value[node])
+            return (f"({expression(tree, int(left[node]))} if x[{int(feature[node])}] <= {number(threshold[node])} "
                     f"else {expression(tree, int(right[node]))})")
 
-        lines = ["def raw(x):", f"    total = {self.baseline!r}"]
+        lines = ["def raw(x):", f"    total = {number(self.baseline)}"]
         lines += [f"    total += {expression(tree, 0)}" for tree in self.trees]
         lines.append("    return total")
         namespace: dict[str, Any] = {}

@@ -30,3 +30,12 @@ def test_tool_results_are_never_merged_and_tool_calls_count_in_the_estimate():
              ChatMessage("tool", "sunny", tool_call_id="call_2")]
     assert join_turns(turns) == turns
     assert message_tokens(turns[0]) == 0 + 7 + PER_MESSAGE_OVERHEAD  # "get_weather" + the arguments: 28 characters
+
+
+def test_a_tool_result_whose_call_is_trimmed_away_goes_as_text():
+    call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    history = [ChatMessage("user", "x" * 40_000), ChatMessage("assistant", "", tool_calls=(call,)),
+               ChatMessage("tool", "y" * 4_000, tool_call_id="call_1")]
+    kept = trim_to_window(history, system="", context_window=8_000, max_output_tokens=1_000)
+    assert kept == [ChatMessage("user", "[tool result call_1]\n" + "y" * 4_000)]
+    assert trim_to_window(history, system="", context_window=50_000, max_output_tokens=1_000) == history

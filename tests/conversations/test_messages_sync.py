@@ -200,3 +200,24 @@ def test_a_screenshots_rule_routes_image_messages_and_only_them(api_client, conv
     seen = post_message(api_client, conversation_id, "and this?", images=[SCREENSHOT]).json()
     assert text["model"] == "claude-haiku-4-5" and text["route"]["reason"].startswith("default")
     assert seen["model"] == "gpt-4o" and seen["route"]["reason"] == "rule 'Screenshots' -> Vision"
+
+
+JPEG = "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIsIxwcKDcpLDAxNDQ0Hyc5PTgyPC4zNDL/wAALCAABAAEBAREA/8QAFAABAAAAAAAAAAAAAAAAAAAACf/EABQQAQAAAAAAAAAAAAAAAAAAAAD/2gAIAQEAAD8AKp//2Q=="
+
+
+def test_inline_images_are_checked_by_their_bytes(api_client, conversation_id, simulator):
+    mislabelled = post_message(api_client, conversation_id, "photo", images=[f"data:image/png;base64,{JPEG}"])
+    assert mislabelled.status_code == 201  # a JPEG declared as PNG goes as what it is (Anthropic refuses a wrong type)
+    source = simulator.requests()[-1]["body"]["messages"][-1]["content"][0]["source"]
+    assert source["media_type"] == "image/jpeg" and source["data"] == JPEG
+    for data, says in (("aGVsbG8gd29ybGQh", "is not a image/png"), ("iVBORw0KGgo=x", "not valid base64")):
+        bad = post_message(api_client, conversation_id, "photo", images=[f"data:image/png;base64,{data}"])
+        assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("images[0].url") and says in bad.json()["error"]["message"]
+
+
+def test_the_images_of_a_refused_turn_are_not_sent_again(api_client, conversation_id, simulator):
+    simulator.add_fault(provider="anthropic", fault="bad_request", count=1)  # e.g. an image the provider cannot read
+    assert post_message(api_client, conversation_id, "what is this?", images=[SCREENSHOT]).status_code == 400
+    assert post_message(api_client, conversation_id, "sorry, try without it").status_code == 201
+    turns = simulator.requests()[-1]["body"]["messages"]
+    assert turns == [{"role": "user", "content": "what is this?\n\nsorry, try without it"}]

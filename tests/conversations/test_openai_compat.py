@@ -319,3 +319,28 @@ def test_a_request_the_provider_refuses_reaches_the_sdk_as_a_bad_request(sdk, si
             sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "see my image"}], stream=stream)
         assert bad.value.body["code"] == "request_rejected" and "messages: Input should be a valid list" in bad.value.body["message"]
     assert [r["provider"] for r in simulator.requests()] == ["anthropic", "anthropic"]  # no failover: the request is the problem
+
+
+@pytest.mark.parametrize("options, field", [
+    ({"tools": [{"type": "function", "function": "get_weather"}]}, "tools[0]"),
+    ({"tools": [{"type": "function", "function": {"name": "get weather!"}}]}, "tools[0].function.name"),
+    ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": "get_weather"}}, "tool_choice"),
+    ({"tools": [WEATHER_TOOL], "tool_choice": ["auto"]}, "tool_choice"),
+])
+def test_malformed_tools_answer_400_not_500(sdk, simulator, options, field):
+    with pytest.raises(openai.BadRequestError) as bad:
+        sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}], **options)
+    assert bad.value.body["message"].startswith(field)
+    assert simulator.requests() == []
+
+
+def test_tool_ids_made_elsewhere_are_mapped_for_anthropic_the_same_in_call_and_result(sdk, simulator):
+    call = {"id": "functions.get_weather:0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    sdk.chat.completions.create(model="auto", tools=[WEATHER_TOOL], messages=[
+        {"role": "user", "content": "Weather in Oslo?"}, {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "functions.get_weather:0", "content": "-3 C"},
+    ])
+    (body,) = _generation_bodies(simulator, "anthropic")
+    assert body["messages"][1]["content"] == [
+        {"type": "tool_use", "id": "functions_get_weather_0", "name": "get_weather", "input": {"city": "Oslo"}}]
+    assert body["messages"][2]["content"][0]["tool_use_id"] == "functions_get_weather_0"

@@ -269,3 +269,15 @@ def test_held_out_apgr_beats_length_and_random() -> None:
     by_length = apgr([len(data.prompts[i]) for i in test], weak, strong)
     assert ours > 0.58
     assert ours > by_length
+
+
+def test_an_artefact_with_a_non_finite_number_is_refused_at_load():
+    import gzip
+
+    from routing.complexity import MODEL_PATH
+
+    with gzip.open(MODEL_PATH, "rt", encoding="utf-8") as handle:
+        spec = json.load(handle)
+    spec["trees"]["strong"]["trees"][0]["value"][-1] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        ComplexityScorer(spec)
