@@ -41,7 +41,7 @@ def history_for(reply: Message) -> list[ChatMessage]:
     return join_turns(turns)
 
 
-REFUSED = frozenset({"request_rejected", "content_filtered"})  # reply error codes of a request a provider refused
+REFUSED = frozenset({"request_rejected", "content_filtered"})  # of services.REJECTION_CODES: refusals an image may cause
 
 
 def trim_to_window(messages: list[ChatMessage], *, system: str, context_window: int, max_output_tokens: int) -> list[ChatMessage]:

@@ -127,7 +127,7 @@ def test_compiled_trees_equal_the_walk_over_the_node_lists() -> None:
     width = len(DENSE_FEATURE_NAMES)
     vectors = [extract(p)[0] for p in prompts] + [[rng.uniform(-5, 500) for _ in range(width)] for _ in range(200)]
     for trees in scorer._trees.values():
-        assert [trees.raw(x) for x in vectors] == [trees.walk(x) for x in vectors]  # to the bit, every branch
+        assert [trees.raw(x) for x in vectors] == [trees.walk(x) for x in vectors]  # to the bit
 
 
 def test_multi_step_maths_scores_above_trivial_prompts() -> None:
