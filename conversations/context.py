@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from conversations.images import replayed
-from conversations.models import Message, MessageRole, MessageStatus
+from conversations.models import REFUSAL_CODES, Message, MessageRole, MessageStatus
 from providers.types import ChatMessage, join_turns, tool_turns_as_text
 
 PER_MESSAGE_OVERHEAD = 4  # role markers and separators, roughly
@@ -41,7 +41,7 @@ def history_for(reply: Message) -> list[ChatMessage]:
     return join_turns(turns)
 
 
-REFUSED = frozenset({"request_rejected", "content_filtered"})  # of services.REJECTION_CODES: refusals an image may cause
+REFUSED = frozenset({REFUSAL_CODES["bad_request"], REFUSAL_CODES["content_filtered"]})  # what an image may cause
 
 
 def trim_to_window(messages: list[ChatMessage], *, system: str, context_window: int, max_output_tokens: int) -> list[ChatMessage]:

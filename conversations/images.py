@@ -53,8 +53,7 @@ def _sniffed_type(data: str, field: str) -> str:
     """The image type its bytes say (Anthropic refuses an image whose declared type is not its real one, and a
     REST message's images are sent again with every later turn); a ValidationError if it is none of the four."""
     try:
-        head = base64.b64decode(data[:64], validate=True)
-        base64.b64decode(data, validate=True)
+        head = base64.b64decode(data, validate=True)[:12]
     except (binascii.Error, ValueError):
         raise ValidationError({field: "the data is not valid base64"}) from None
     for signature, media_type in _SIGNATURES:

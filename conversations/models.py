@@ -85,6 +85,11 @@ class MessageStatus(models.TextChoices):
     FAILED = "failed"
 
 
+# A failed reply's error code when a provider refused the request itself: a retry of the same request will not help.
+REFUSAL_CODES = {"bad_request": "request_rejected", "context_too_long": "context_too_long", "content_filtered": "content_filtered"}
+"""provider error kind -> the reply's error code"""
+
+
 class Message(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")

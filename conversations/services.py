@@ -23,9 +23,9 @@ from billing.alerts import budget_alerts_check
 from billing.budget import BudgetExceeded, Reservation, budget_day, budget_release, budget_reserve, budget_settle
 from billing.services import SpendCapReached, spend_cap_check, usage_record_build, usage_record_count
 from conversations.context import PER_MESSAGE_OVERHEAD, estimate_tokens, history_for, message_tokens, trim_to_window
-from conversations.models import Assistant, Conversation, Message, MessageRole, MessageStatus
+from conversations.models import REFUSAL_CODES, Assistant, Conversation, Message, MessageRole, MessageStatus
 from conversations.writes import messages_insert, reply_complete_write
-from providers.errors import ErrorKind, NoPriceError
+from providers.errors import NoPriceError
 from providers.health import attempt_logs_write
 from providers.models import ModelTier
 from routing.models import OverBudget
@@ -361,18 +361,12 @@ def _all_failed(reply: Message, plan: Plan, failure: AllCandidatesFailed, reserv
     rejected = failure.rejection
     if rejected is not None:
         # The request itself was refused (e.g. an image the provider cannot fetch): say what to fix, not "retry".
-        code = REJECTION_CODES[rejected.kind]
+        code = REFUSAL_CODES[rejected.kind]
         failed = _fail(reply, code=code, detail=str(failure), decision=_decision(plan, failure.attempts))
         return ReplyFailed(failed, 400, code, f"The provider refused the request: {rejected.message[:500]}")
     failed = _fail(reply, code="providers_failed", detail=str(failure), decision=_decision(plan, failure.attempts))
     return ReplyFailed(failed, failure.http_status, "providers_failed", "Every provider failed to answer; the message is stored and can be retried.",
                        retry_after=failure.retry_after)
-
-
-REJECTION_CODES = {
-    ErrorKind.BAD_REQUEST: "request_rejected", ErrorKind.CONTEXT_TOO_LONG: "context_too_long",
-    ErrorKind.CONTENT_FILTERED: "content_filtered",
-}
 
 
 def _claimed_reply(reply_id, claimed: Message | None) -> Message | None:

@@ -4,7 +4,8 @@ exception handler (agencyhub.exceptions) renders ApiError and DRF's own exceptio
 from rest_framework import exceptions
 from rest_framework.exceptions import NotFound
 
-from conversations.services import REJECTION_CODES, ReplyFailed
+from conversations.models import REFUSAL_CODES
+from conversations.services import ReplyFailed
 
 
 class ApiError(exceptions.APIException):
@@ -28,7 +29,7 @@ def reply_failed_error(failed: ReplyFailed) -> ApiError:
 
 def stored_failure_status(reply) -> int:
     """The status a replayed failed reply answers with: 400 if the provider refused the request itself, else 502."""
-    return 400 if reply.error_code in REJECTION_CODES.values() else 502
+    return 400 if reply.error_code in REFUSAL_CODES.values() else 502
 
 
 def not_found(what: str) -> NotFound:

@@ -23,11 +23,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.access import access_assistant
-from conversations.images import stored_summary
 from conversations.api.errors import reply_failed_error, stored_failure_status
 from conversations.api.openai_messages import chat_messages, no_nul, stored_text
 from conversations.api.openai_options import response_format, sampling, tool_choice, tool_definitions
 from conversations.api.views import scoped_assistant
+from conversations.images import stored_summary
 from conversations.models import Conversation, Message
 from conversations.services import Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream
 

@@ -52,10 +52,10 @@ def _tool_calls(raw: Any, field: str) -> tuple[dict[str, Any], ...]:
         raise ValidationError({field: "must be a list"})
     calls = []
     for j, call in enumerate(raw):
-        function = call.get("function") if isinstance(call, dict) else None
-        if not (isinstance(call.get("id") if isinstance(call, dict) else None, str) and call["id"]
-                and isinstance(function, dict) and isinstance(function.get("name"), str) and function["name"]
-                and isinstance(function.get("arguments", ""), str)):
+        call = call if isinstance(call, dict) else {}
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        if not all(isinstance(value, str) and value for value in (call.get("id"), function.get("name"))) \
+                or not isinstance(function.get("arguments", ""), str):
             raise ValidationError({f"{field}[{j}]": "a tool call needs an id and a function with a name and arguments (a JSON string)"})
         calls.append({"id": no_nul(call["id"], f"{field}[{j}].id"), "type": "function",
                       "function": {"name": function["name"], "arguments": no_nul(function.get("arguments") or "", f"{field}[{j}].function.arguments")}})

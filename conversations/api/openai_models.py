@@ -19,7 +19,6 @@ from conversations.access import access_assistant
 from conversations.api.views import scoped_assistant
 from providers.models import LLMModel
 from routing.planner import credentials_by_provider, policy_for
-from tenants.config_cache import config_scope
 
 AUTO = {
     "id": "auto", "object": "model", "created": 0, "owned_by": "agencyhub",
@@ -30,10 +29,9 @@ AUTO = {
 def reachable_models(request: Request) -> dict[str, dict]:
     """{model id: its OpenAI model object}, `auto` first, then by id."""
     tenant = request.user.tenant
-    with config_scope():
-        assistant = scoped_assistant(request) or access_assistant(tenant=tenant)
-        policy = policy_for(tenant, assistant.routing_policy)
-        credentials = credentials_by_provider(tenant, policy.allow_agency_fallback if policy else True)
+    assistant = scoped_assistant(request) or access_assistant(tenant=tenant)
+    policy = policy_for(tenant, assistant.routing_policy)
+    credentials = credentials_by_provider(tenant, policy.allow_agency_fallback if policy else True)
     found: dict[str, dict] = {"auto": AUTO}
     models = (
         LLMModel.objects.filter(is_enabled=True, provider__is_enabled=True, provider_id__in=list(credentials))
