@@ -6,10 +6,9 @@ import math
 
 from conversations.images import replayed
 from conversations.models import REFUSAL_CODES, Message, MessageRole, MessageStatus
-from providers.types import ChatMessage, join_turns, tool_turns_as_text
+from providers.types import IMAGE_TOKENS, ChatMessage, join_turns, tool_turns_as_text
 
 PER_MESSAGE_OVERHEAD = 4  # role markers and separators, roughly
-IMAGE_TOKENS = 1_600  # one image, at most: Anthropic bills width × height / 750 after scaling to ~1.15 megapixels
 
 
 def estimate_tokens(text: str) -> int:

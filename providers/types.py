@@ -16,6 +16,7 @@ class FinishReason(StrEnum):
 
 
 IMAGE_MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")  # what every vision provider takes
+IMAGE_TOKENS = 1_600  # one image, roughly at most: Anthropic bills width × height / 750 after scaling to ~1.15 megapixels
 _DATA_URL = re.compile(r"data:(image/[a-z]+);base64,(.*)", re.DOTALL)
 
 

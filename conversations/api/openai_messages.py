@@ -9,7 +9,7 @@ from rest_framework.exceptions import ValidationError
 
 from conversations.api.serializers import has_nul
 from conversations.images import parse_image
-from providers.types import ChatMessage, ImagePart
+from providers.types import ChatMessage, ImagePart, tool_turns_as_text
 
 SYSTEM_ROLES = {"system", "developer"}
 CHAT_ROLES = {"user", "assistant", "tool"}
@@ -101,6 +101,4 @@ def chat_messages(raw_messages: list) -> tuple[list[str], list[ChatMessage]]:
 
 def stored_text(message: ChatMessage) -> str:
     """What the conversation stores of the request's last message."""
-    if message.role == "tool":
-        return f"[tool result {message.tool_call_id}]\n{message.content}"
-    return message.content
+    return tool_turns_as_text([message])[0].content if message.role == "tool" else message.content

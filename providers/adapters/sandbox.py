@@ -7,9 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 from providers.adapters.base import Clock
-from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
-
-IMAGE_TOKENS = 1_600  # what the sandbox bills an image (about what a provider bills a large one)
+from providers.types import IMAGE_TOKENS, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
 
 
 def _reply_words(request: ChatRequest) -> tuple[list[str], FinishReason]:

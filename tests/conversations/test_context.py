@@ -1,7 +1,7 @@
 """What a model is sent: images count in the estimates, and merging turns keeps them."""
 
-from conversations.context import IMAGE_TOKENS, PER_MESSAGE_OVERHEAD, message_tokens, trim_to_window
-from providers.types import ChatMessage, ImagePart, join_turns
+from conversations.context import PER_MESSAGE_OVERHEAD, message_tokens, trim_to_window
+from providers.types import IMAGE_TOKENS, ChatMessage, ImagePart, join_turns
 
 CAT = ImagePart("https://example.com/cat.png")
 DOG = ImagePart("data:image/png;base64,AAAA", detail="low")
