@@ -10,7 +10,8 @@
 2. Trains on every row and writes the artefact.
 
 Deterministic: fixed seeds, single-threaded fits, sorted inputs; same CSV → same bytes.
-Training needs numpy and scikit-learn (pinned in requirements.txt); serving needs neither.
+Training needs numpy, scikit-learn and wordllama (its bundled embeddings; pinned in requirements.txt);
+serving needs none of them.
 """
 
 from __future__ import annotations
@@ -40,14 +41,26 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from routing.complexity import FORMAT, MODEL_PATH, ComplexityScorer  # noqa: E402
-from routing.complexity.features import DENSE_FEATURE_NAMES, extract  # noqa: E402
+from routing.complexity.features import DENSE_FEATURE_NAMES, clip, extract  # noqa: E402
 from routing.complexity.metrics import family_of, report  # noqa: E402
+from routing.complexity.pieces import PieceTokenizer  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "routing-benchmark" / "train.csv"
 SEED = 0
-BLEND = 0.5  # weight of the tree pair (chosen on held-out APGR; see docs/routing-scorer.md)
+# Weights of the three pairs' gains by kind of prompt (chosen on held-out APGR; see docs/routing-scorer.md).
+# The embedding pair helps on multiple-choice questions (unseen MMLU subjects) but not on open maths
+# questions (0.54 alone on GSM8K), so there it counts for nothing.
+BLEND = {
+    "multiple_choice": {"trees": 1 / 3, "linear": 1 / 3, "embedding": 1 / 3},
+    "open": {"trees": 0.5, "linear": 0.5, "embedding": 0.0},
+}
+PAIRS = ("trees", "linear", "embedding")
+IS_MCQ = DENSE_FEATURE_NAMES.index("is_mcq")
 MIN_DF = 3  # a token must appear in >= 3 training prompts: rarer ones are mostly subject trivia
 LINEAR_C = 0.1  # strong L2 regularisation: held-out subjects punish memorised vocabulary
+EMBEDDING_C = 0.1
+# WordLlama's pretrained word-piece embeddings (MIT), read from the installed package; nothing is downloaded.
+EMBEDDINGS = ("wordllama", "tokenizers/l2_supercat_tokenizer_config.json", "weights/l2_supercat_256.safetensors")
 TREE_PARAMS: dict[str, Any] = dict(
     max_depth=3, learning_rate=0.05, max_iter=200, min_samples_leaf=50, early_stopping=False, random_state=SEED
 )
@@ -61,13 +74,42 @@ class Dataset:
     strong: np.ndarray
     dense: np.ndarray
     tokens: list[set[str]]
+    embedded: np.ndarray  # mean word-piece embedding of each prompt
 
 
-def load(path: Path) -> Dataset:
+@dataclass
+class Embeddings:
+    pieces: list[str]  # in id order
+    vectors: np.ndarray  # one row per piece
+
+    @classmethod
+    def load(cls) -> "Embeddings":
+        import importlib.util
+
+        from safetensors.numpy import load_file
+
+        spec = importlib.util.find_spec(EMBEDDINGS[0])
+        if spec is None or spec.origin is None:
+            raise SystemExit("wordllama is not installed: pip install -r requirements.txt")
+        base = Path(spec.origin).parent
+        vocabulary = json.loads((base / EMBEDDINGS[1]).read_text(encoding="utf-8"))["model"]["vocab"]
+        pieces = [""] * len(vocabulary)
+        for piece, index in vocabulary.items():
+            pieces[index] = piece
+        vectors = load_file(str(base / EMBEDDINGS[2]))["embedding.weight"].astype(np.float64)
+        return cls(pieces, vectors)
+
+    def mean(self, tokenizer: PieceTokenizer, prompt: str) -> np.ndarray:
+        return self.vectors[tokenizer.ids(clip(prompt))].mean(axis=0)
+
+
+def load(path: Path, embeddings: Embeddings | None = None) -> Dataset:
     csv.field_size_limit(sys.maxsize)
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     extracted = [extract(r["prompt"]) for r in rows]
+    embeddings = embeddings or Embeddings.load()
+    tokenizer = PieceTokenizer(embeddings.pieces)
     return Dataset(
         sources=[r["source"] for r in rows],
         prompts=[r["prompt"] for r in rows],
@@ -75,6 +117,7 @@ def load(path: Path) -> Dataset:
         strong=np.array([int(r["strong_correct"]) for r in rows]),
         dense=np.array([e[0] for e in extracted], dtype=float),
         tokens=[e[1] for e in extracted],
+        embedded=np.array([embeddings.mean(tokenizer, r["prompt"]) for r in rows]),
     )
 
 
@@ -176,6 +219,42 @@ def tree_gain(data: Dataset, train: np.ndarray, test: np.ndarray) -> np.ndarray:
     return strong.predict_proba(data.dense[test])[:, 1] - weak.predict_proba(data.dense[test])[:, 1]
 
 
+def fit_embedding(data: Dataset, rows: np.ndarray) -> dict[str, LogisticRegression]:
+    x = data.embedded[rows]
+    return {
+        name: LogisticRegression(C=EMBEDDING_C, max_iter=5000, solver="lbfgs").fit(x, y[rows])
+        for name, y in (("strong", data.strong), ("weak", data.weak))
+    }
+
+
+def embedding_gain(models: dict[str, LogisticRegression], data: Dataset, rows: np.ndarray) -> np.ndarray:
+    x = data.embedded[rows]
+    return models["strong"].predict_proba(x)[:, 1] - models["weak"].predict_proba(x)[:, 1]
+
+
+def export_embedding(models: dict[str, LogisticRegression], embeddings: Embeddings) -> dict[str, Any]:
+    """One number per piece and model: the piece's embedding · the model's weights (see _Embedding)."""
+    out: dict[str, Any] = {"pieces": embeddings.pieces, "bias": {}}
+    for name, model in models.items():
+        out[name] = [float(f"{v:.6g}") for v in embeddings.vectors @ model.coef_.ravel()]
+        out["bias"][name] = float(model.intercept_[0])
+    return out
+
+
+def blend(gains: dict[str, np.ndarray], data: Dataset, rows: np.ndarray) -> np.ndarray:
+    weights = {kind: sum(BLEND[kind][name] * gains[name] for name in PAIRS) for kind in BLEND}
+    return np.where(data.dense[rows, IS_MCQ] > 0.5, weights["multiple_choice"], weights["open"])
+
+
+def held_out_gain(data: Dataset, train: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+    """Each pair's gain on `test`, trained on `train` only."""
+    return {
+        "trees": tree_gain(data, train, test),
+        "linear": fit_linear(data, train).gain(data, test),
+        "embedding": embedding_gain(fit_embedding(data, train), data, test),
+    }
+
+
 # --- validation ------------------------------------------------------------------------------------
 
 
@@ -184,14 +263,13 @@ def cross_validate(data: Dataset, k: int) -> tuple[dict[str, np.ndarray], np.nda
     folds = assign_folds(data.sources, k)
     n = len(data.prompts)
     rng = np.random.RandomState(SEED)
-    candidates = {name: np.zeros(n) for name in ("blend", "trees", "linear", "length", "random")}
+    candidates = {name: np.zeros(n) for name in ("blend", *PAIRS, "length", "random")}
     for fold in range(k):
         train, test = np.where(folds != fold)[0], np.where(folds == fold)[0]
-        trees = tree_gain(data, train, test)
-        linear = fit_linear(data, train).gain(data, test)
-        candidates["trees"][test] = trees
-        candidates["linear"][test] = linear
-        candidates["blend"][test] = BLEND * trees + (1 - BLEND) * linear
+        gains = held_out_gain(data, train, test)
+        for name, gain in gains.items():
+            candidates[name][test] = gain
+        candidates["blend"][test] = blend(gains, data, test)
         candidates["length"][test] = [len(data.prompts[i]) for i in test]
         candidates["random"][test] = rng.rand(len(test))
         held_out = sorted({data.sources[i] for i in test if family_of(data.sources[i]) != "gsm8k"})
@@ -235,24 +313,34 @@ def print_table(results: dict[str, dict[str, dict[str, float]]]) -> None:
 # --- artefact --------------------------------------------------------------------------------------
 
 
-def train_artefact(data: Dataset, validation: dict[str, Any], check_rows: int = 500) -> tuple[dict[str, Any], np.ndarray]:
+def train_artefact(
+    data: Dataset, embeddings: Embeddings, validation: dict[str, Any], check_rows: int = 500
+) -> tuple[dict[str, Any], np.ndarray]:
     """Fit on every row; return the artefact and the numpy models' gains on the first rows (for the check)."""
     rows = np.arange(len(data.prompts))
     pair = fit_linear(data, rows)
     trees = {name: fit_trees(data.dense, y) for name, y in (("strong", data.strong), ("weak", data.weak))}
+    embedding = fit_embedding(data, rows)
     check = rows[:check_rows]
     tree_ref = trees["strong"].predict_proba(data.dense[check])[:, 1] - trees["weak"].predict_proba(data.dense[check])[:, 1]
-    reference = BLEND * tree_ref + (1 - BLEND) * pair.gain(data, check)
+    reference = blend(
+        {"trees": tree_ref, "linear": pair.gain(data, check), "embedding": embedding_gain(embedding, data, check)},
+        data,
+        check,
+    )
     spec = {
         "format": FORMAT,
         "dense_features": list(DENSE_FEATURE_NAMES),
         "blend": BLEND,
         "trees": {name: export_trees(model) for name, model in trees.items()},
         "linear": {"strong": export_linear(pair, "strong"), "weak": export_linear(pair, "weak")},
+        "embedding": export_embedding(embedding, embeddings),
         "meta": {
             "trained_on_rows": len(rows),
             "tree_params": dict(TREE_PARAMS),
             "linear_c": LINEAR_C,
+            "embedding_c": EMBEDDING_C,
+            "embeddings": "wordllama l2_supercat_256 (MIT)",
             "min_df": MIN_DF,
             "vocabulary": len(pair.vocabulary),
             "validation": validation,
@@ -283,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.exists():
         print(f"no training data at {args.data}", file=sys.stderr)
         return 2
-    data = load(args.data)
+    embeddings = Embeddings.load()
+    data = load(args.data, embeddings)
     print(f"{len(data.prompts)} prompts from {args.data}", file=sys.stderr)
     validation: dict[str, Any] = {}
     if not args.no_validate:
@@ -298,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 writer.writerow(["source", "prompt", "score"])
                 for source, prompt, value in zip(data.sources, data.prompts, candidates["blend"]):
                     writer.writerow([source, prompt, f"{0.5 + 0.5 * value:.6f}"])
-    spec, reference = train_artefact(data, validation)
+    spec, reference = train_artefact(data, embeddings, validation)
     write_artefact(spec, args.out)
     # The served pure-Python scorer must agree with the numpy models (only weight rounding differs).
     scorer = ComplexityScorer(spec)

@@ -2,11 +2,13 @@
 
 ``score(prompt)`` returns a float in [0, 1]: ``0.5 + (P(strong right) - P(weak right)) / 2``, the
 expected accuracy gain of the strong model mapped onto [0, 1]. Higher means "route to premium".
-It is a blend of two small models trained offline by ``scripts/train_scorer.py`` from
+It is a blend of three small models trained offline by ``scripts/train_scorer.py`` from
 ``../shared/routing-benchmark/train.csv`` (see docs/routing-scorer.md):
 
 - gradient-boosted trees on the hand-made features of ``features.dense_features``;
-- a logistic regression on word / bigram presence plus the same hand-made features.
+- a logistic regression on word / bigram presence plus the same hand-made features;
+- a logistic regression on the mean of the prompt's word-piece embeddings (``pieces``; WordLlama's
+  pretrained embeddings, which also know words the training prompts never used).
 
 Each is a pair (one predicts the strong model's correctness, one the weak model's); the difference is
 the expected gain. Pure Python at run time: the artefact (model.json.gz) is loaded once, lazily, and
@@ -23,12 +25,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .features import DENSE_FEATURE_NAMES, extract
+from .features import DENSE_FEATURE_NAMES, clip, extract
+from .pieces import PieceTokenizer, words
 
 __all__ = ["ComplexityScorer", "MODEL_PATH", "score", "get_scorer"]
 
 MODEL_PATH = Path(__file__).with_name("model.json.gz")
-FORMAT = "agencyhub-complexity-scorer/1"
+FORMAT = "agencyhub-complexity-scorer/2"
+_IS_MCQ = DENSE_FEATURE_NAMES.index("is_mcq")
 
 
 def _sigmoid(value: float) -> float:
@@ -109,6 +113,55 @@ class _Linear:
         return total
 
 
+class _Embedding:
+    """A logistic regression pair on the mean of the prompt's word-piece embeddings.
+
+    A linear model of a mean is the mean of a linear model: ``w · mean(e) = mean(w · e)``. So the
+    artefact keeps, per piece, the dot product of its embedding with each model's weights (two numbers,
+    not 256), and serving averages those over the prompt's pieces. Words are cut into pieces once and
+    remembered (a bounded cache), so a common word costs one dictionary lookup.
+    """
+
+    _CACHE_LIMIT = 100_000
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.tokenizer = PieceTokenizer(spec["pieces"])
+        self.bias = (float(spec["bias"]["strong"]), float(spec["bias"]["weak"]))
+        strong, weak = [float(v) for v in spec["strong"]], [float(v) for v in spec["weak"]]
+        if not len(strong) == len(weak) == len(self.tokenizer.index):
+            raise ValueError("complexity model's piece weights do not match its pieces; run scripts/train_scorer.py")
+        if not all(map(math.isfinite, strong + weak)):
+            raise ValueError("complexity model has a non-finite piece weight; run scripts/train_scorer.py")
+        self.weights = list(zip(strong, weak))
+        self._words: dict[str, tuple[float, float, int]] = {}
+
+    def _word(self, word: str) -> tuple[float, float, int]:
+        known = self._words.get(word)
+        if known is None:
+            strong = weak = 0.0
+            ids = self.tokenizer.word_ids(word)
+            for piece in ids:
+                s, w = self.weights[piece]
+                strong += s
+                weak += w
+            known = (strong, weak, len(ids))
+            if len(self._words) >= self._CACHE_LIMIT:
+                self._words.clear()
+            self._words[word] = known
+        return known
+
+    def raw(self, text: str) -> tuple[float, float]:
+        """The two models' logits (strong, weak) for `text`."""
+        strong, weak = self.weights[self.tokenizer.bos]
+        count = 1
+        for word in words(text):
+            s, w, n = self._word(word)
+            strong += s
+            weak += w
+            count += n
+        return self.bias[0] + strong / count, self.bias[1] + weak / count
+
+
 class ComplexityScorer:
     """Scores prompts with a trained artefact; thread-safe after construction (read-only state)."""
 
@@ -119,9 +172,15 @@ class ComplexityScorer:
             # Features changed in code without retraining: scoring would silently be wrong.
             raise ValueError("complexity model was trained on other features; run scripts/train_scorer.py")
         self.meta: dict[str, Any] = spec.get("meta", {})
-        self.blend: float = float(spec["blend"])  # weight of the tree pair; the linear pair gets the rest
+        # Weights of the three pairs' gains (trees, linear, embedding) for multiple-choice and for open
+        # prompts, chosen on held-out APGR.
+        self.blend: dict[bool, dict[str, float]] = {
+            kind == "multiple_choice": {k: float(spec["blend"][kind][k]) for k in ("trees", "linear", "embedding")}
+            for kind in ("multiple_choice", "open")
+        }
         self._trees = {k: _Trees(spec["trees"][k]) for k in ("strong", "weak")}
         self._linear = {k: _Linear(spec["linear"][k]) for k in ("strong", "weak")}
+        self._embedding = _Embedding(spec["embedding"])
         # Every token either model knows (both share one vocabulary).
         self._vocabulary = frozenset(self._linear["strong"].tokens)
 
@@ -140,7 +199,12 @@ class ComplexityScorer:
         linear_gain = _sigmoid(self._linear["strong"].raw(dense, known)) - _sigmoid(
             self._linear["weak"].raw(dense, known)
         )
-        return self.blend * tree_gain + (1.0 - self.blend) * linear_gain
+        blend = self.blend[dense[_IS_MCQ] > 0.5]
+        gain = blend["trees"] * tree_gain + blend["linear"] * linear_gain
+        if blend["embedding"]:
+            strong, weak = self._embedding.raw(clip(prompt))
+            gain += blend["embedding"] * (_sigmoid(strong) - _sigmoid(weak))
+        return gain
 
     def score(self, prompt: str) -> float:
         """Complexity score in [0, 1]; higher = more likely to need the strong model."""

@@ -67,10 +67,16 @@ class ParsedPrompt:
         return len(self.options) >= 2
 
 
+def clip(prompt: str) -> str:
+    """The part of a prompt that is read: all of it, or its head and tail if it is longer than MAX_CHARS."""
+    prompt = prompt or ""
+    return prompt if len(prompt) <= MAX_CHARS else prompt[:_HEAD_CHARS] + "\n" + prompt[-(MAX_CHARS - _HEAD_CHARS) :]
+
+
 def parse(prompt: str) -> ParsedPrompt:
     """Split off trailing answer options ("A. …" lines, optionally followed by "Answer:")."""
     prompt = prompt or ""
-    text = prompt if len(prompt) <= MAX_CHARS else prompt[:_HEAD_CHARS] + "\n" + prompt[-(MAX_CHARS - _HEAD_CHARS) :]
+    text = clip(prompt)
     lines = text.rstrip().split("\n")
     if lines and lines[-1].strip().lower().rstrip(":") == "answer":
         lines = lines[:-1]

@@ -130,6 +130,56 @@ def test_compiled_trees_equal_the_walk_over_the_node_lists() -> None:
         assert [trees.raw(x) for x in vectors] == [trees.walk(x) for x in vectors]  # to the bit
 
 
+def test_word_pieces_cover_any_text() -> None:
+    from routing.complexity.pieces import words
+
+    tokenizer = get_scorer()._embedding.tokenizer
+    pieces = {i: p for p, i in tokenizer.index.items()}
+    assert words("Hello  world") == ["▁Hello", "▁▁world"]
+    assert [pieces[i] for i in tokenizer.ids("Hello world")] == ["<s>", "▁Hello", "▁world"]
+    # Characters outside the vocabulary fall back to their UTF-8 bytes; nothing is dropped or raises.
+    assert [pieces[i] for i in tokenizer.ids("\n")] == ["<s>", "▁", "<0x0A>"]
+    assert [pieces[i] for i in tokenizer.ids("\U0001F600")][-4:] == ["<0xF0>", "<0x9F>", "<0x98>", "<0x80>"]
+    assert len(tokenizer.ids("\ud800 lone surrogate")) > 3
+
+
+def test_embedding_pair_averages_its_piece_weights() -> None:
+    embedding = get_scorer()._embedding
+    text = "Which enzyme unwinds DNA?  A. helicase B. ligase"
+    ids = embedding.tokenizer.ids(text)
+    strong = embedding.bias[0] + sum(embedding.weights[i][0] for i in ids) / len(ids)
+    weak = embedding.bias[1] + sum(embedding.weights[i][1] for i in ids) / len(ids)
+    for _ in range(2):  # cold, then from the word cache
+        assert embedding.raw(text) == pytest.approx((strong, weak), abs=1e-12)
+
+
+def test_the_embedding_pair_counts_for_multiple_choice_only() -> None:
+    scorer = get_scorer()
+    assert scorer.blend[True]["embedding"] > 0 and scorer.blend[False]["embedding"] == 0
+    weights = scorer._embedding.weights
+    try:  # the embedding pair changed: a multiple-choice score moves, an open question's does not
+        before = score(MCQ), score(MULTI_STEP)
+        scorer._embedding.weights = [(s + 1.0, w) for s, w in weights]
+        scorer._embedding._words.clear()
+        after = score(MCQ), score(MULTI_STEP)
+    finally:
+        scorer._embedding.weights = weights
+        scorer._embedding._words.clear()
+    assert after[0] > before[0] and after[1] == before[1]
+
+
+def test_an_artefact_whose_piece_weights_do_not_match_its_pieces_is_refused() -> None:
+    import gzip
+
+    from routing.complexity import MODEL_PATH
+
+    with gzip.open(MODEL_PATH, "rt", encoding="utf-8") as handle:
+        spec = json.load(handle)
+    spec["embedding"]["weak"] = spec["embedding"]["weak"][:-1]
+    with pytest.raises(ValueError, match="piece weights"):
+        ComplexityScorer(spec)
+
+
 def test_multi_step_maths_scores_above_trivial_prompts() -> None:
     trivial = ["What is 2 + 2?", "Hi, how are you?", "Say hello.", "What colour is the sky?"]
     hard = [
@@ -261,9 +311,7 @@ def test_held_out_apgr_beats_length_and_random() -> None:
     data = train_scorer.load(BENCHMARK)
     folds = train_scorer.assign_folds(data.sources, 3)
     train, test = np.where(folds != 2)[0], np.where(folds == 2)[0]
-    gains = train_scorer.BLEND * train_scorer.tree_gain(data, train, test) + (1 - train_scorer.BLEND) * train_scorer.fit_linear(
-        data, train
-    ).gain(data, test)
+    gains = train_scorer.blend(train_scorer.held_out_gain(data, train, test), data, test)
     weak, strong = data.weak[test].tolist(), data.strong[test].tolist()
     ours = apgr(gains.tolist(), weak, strong)
     by_length = apgr([len(data.prompts[i]) for i in test], weak, strong)
