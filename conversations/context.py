@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import math
 
 from conversations.images import replayed
 from conversations.models import REFUSAL_CODES, Message, MessageRole, MessageStatus
-from providers.types import IMAGE_TOKENS, ChatMessage, join_turns, tool_turns_as_text
+from providers.types import ChatMessage, content_tokens, estimate_tokens, join_turns, tool_turns_as_text
+
+__all__ = ["PER_MESSAGE_OVERHEAD", "estimate_tokens", "history_for", "message_tokens", "trim_to_window"]
 
 PER_MESSAGE_OVERHEAD = 4  # role markers and separators, roughly
 
 
-def estimate_tokens(text: str) -> int:
-    """A character-based estimate (PROVIDER-NOTES: enough for budgets and trimming; usage settles it)."""
-    return math.ceil(len(text) / 4)
-
-
 def message_tokens(message: ChatMessage) -> int:
     """The estimate of one message: its text, its images, its tool calls and the per-message overhead."""
-    calls = sum(len(c["function"]["name"]) + len(c["function"]["arguments"]) for c in message.tool_calls)
-    return estimate_tokens(message.content) + math.ceil(calls / 4) + IMAGE_TOKENS * len(message.images) + PER_MESSAGE_OVERHEAD
+    return content_tokens(message) + PER_MESSAGE_OVERHEAD
 
 
 def history_for(reply: Message) -> list[ChatMessage]:

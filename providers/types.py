@@ -1,5 +1,6 @@
 """The provider layer's normalized request / result types. Nothing here knows an SDK."""
 
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +42,18 @@ class ChatMessage:
     images: tuple[ImagePart, ...] = ()  # user messages only
     tool_calls: tuple[dict[str, Any], ...] = ()  # assistant: the calls it made, OpenAI's shape {id, type, function}
     tool_call_id: str = ""  # tool: the call this result answers
+
+
+def estimate_tokens(text: str) -> int:
+    """About 4 characters a token: enough for budgets, trimming and a reply whose provider sent no usage
+    (PROVIDER-NOTES: a character-based estimate is acceptable; the real usage settles it)."""
+    return math.ceil(len(text) / 4)
+
+
+def content_tokens(message: ChatMessage) -> int:
+    """The estimate of one message's content: its text, its tool calls and its images."""
+    calls = sum(len(c["function"]["name"]) + len(c["function"]["arguments"]) for c in message.tool_calls)
+    return estimate_tokens(message.content) + math.ceil(calls / 4) + IMAGE_TOKENS * len(message.images)
 
 
 def join_turns(messages: list[ChatMessage]) -> list[ChatMessage]:
@@ -96,6 +109,7 @@ class Usage:
     cached_input_tokens: int = 0  # cache reads
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0  # informational: already inside output_tokens
+    estimated: bool = False  # the provider reported no usage: the counts are the adapter's estimate (base.estimated_usage)
 
     @property
     def total_input_tokens(self) -> int:

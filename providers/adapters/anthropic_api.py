@@ -17,7 +17,7 @@ from typing import Any
 import anthropic
 import httpx2
 
-from providers.adapters.base import MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key
+from providers.adapters.base import MALFORMED, Clock, clients, estimated_usage, malformed, sdk_timeout, text_of, timeout_key
 from providers.adapters.classify import classify_anthropic
 from providers.errors import ErrorKind, ProviderError
 from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage, tool_turns_as_text
@@ -149,8 +149,10 @@ class AnthropicAdapter:
         system = "\n\n".join(t for t in (request.system, _json_instruction(request.response_format)) if t)
         if system:
             params["system"] = system
-        if request.stop:
-            params["stop_sequences"] = request.stop
+        # Anthropic refuses a whitespace-only stop sequence ("\n"): 400 "each stop sequence must contain non-whitespace".
+        stop = [s for s in request.stop if s.strip()]
+        if stop:
+            params["stop_sequences"] = stop
         if request.tools:
             params["tools"] = _tools(request.tools)
             if request.tool_choice is not None:
@@ -159,7 +161,7 @@ class AnthropicAdapter:
             params["metadata"] = {"user_id": str(request.metadata["user_id"])[:256]}
         # Some models refuse temperature entirely (the 2.x SDK no longer takes it as a keyword of create()).
         if request.temperature is not None and request.supports_temperature:
-            params["temperature"] = request.temperature
+            params["temperature"] = min(request.temperature, 1.0)  # Anthropic takes 0..1 (OpenAI's range is 0..2)
         return params
 
     def _post(self, request: ChatRequest, *, stream: bool) -> Any:
@@ -209,6 +211,7 @@ class AnthropicAdapter:
         stop_reason: str | None = None
         request_id = ""
         finished = False
+        reported = False  # whether any event carried usage
         try:
             stream = self._post(request, stream=True)
             request_id = stream.response.headers.get("request-id", "")
@@ -217,6 +220,7 @@ class AnthropicAdapter:
                     kind = event["type"]
                     if kind == "message_start":
                         model = event["message"].get("model") or model
+                        reported |= isinstance(event["message"].get("usage"), dict)
                         _usage(event["message"].get("usage"), usage)
                     elif kind == "content_block_start" and event["content_block"]["type"] == "tool_use":
                         block = event["content_block"]
@@ -232,6 +236,7 @@ class AnthropicAdapter:
                             tool_calls[-1]["function"]["arguments"] += delta.get("partial_json") or ""
                     elif kind == "message_delta":
                         stop_reason = (event.get("delta") or {}).get("stop_reason") or stop_reason
+                        reported |= isinstance(event.get("usage"), dict)
                         _usage(event.get("usage"), usage)  # cumulative counts
                     elif kind == "message_stop":
                         finished = True
@@ -243,12 +248,13 @@ class AnthropicAdapter:
             raise classify_anthropic(exc) from exc
         if not finished:
             raise ProviderError(ErrorKind.CONNECTION, "the stream ended before message_stop", request_id=request_id)
+        text = "".join(parts)
         yield StreamEvent(
             type="done",
             result=ChatResult(
-                text="".join(parts),
+                text=text,
                 finish_reason=FINISH_REASONS.get(stop_reason or "", FinishReason.STOP),
-                usage=usage,
+                usage=usage if reported else estimated_usage(request, text, tool_calls),
                 model=model,
                 request_id=request_id,
                 latency_ms=clock.latency_ms,

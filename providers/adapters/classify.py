@@ -74,15 +74,28 @@ def _body_error(body: Any) -> dict:
     return {}
 
 
+_CONTEXT_TOO_LONG = (
+    "context_length_exceeded", "prompt is too long", "context window", "maximum context length",
+    "exceed context limit",  # Anthropic: "input length and `max_tokens` exceed context limit: 190000 + 64000 > 200000"
+)
+
+
 def _refine_400(message: str, code: str) -> ErrorKind:
     text = f"{message} {code}".lower()
-    if "context_length_exceeded" in text or "prompt is too long" in text or "context window" in text or "maximum context length" in text:
+    if any(phrase in text for phrase in _CONTEXT_TOO_LONG):
         return ErrorKind.CONTEXT_TOO_LONG
     if "content_filter" in text or "content management policy" in text or "content_policy" in text:
         return ErrorKind.CONTENT_FILTERED
     if "credit balance" in text or "insufficient_quota" in text:
         return ErrorKind.INSUFFICIENT_QUOTA
     return ErrorKind.BAD_REQUEST
+
+
+def _moderated(err: dict) -> bool:
+    """OpenRouter's moderation refusal ("your chosen model requires moderation and your input was flagged"): a 403
+    whose metadata names the reasons or the flagged input. The request was refused, not the key."""
+    metadata = err.get("metadata")
+    return isinstance(metadata, dict) and ("reasons" in metadata or "flagged_input" in metadata)
 
 
 def _from_status(status: int, message: str, code: str) -> ErrorKind:
@@ -152,24 +165,38 @@ def classify_openai(exc: BaseException) -> ProviderError:
         code = str(err.get("code") or getattr(exc, "code", "") or "")
         message = str(err.get("message") or exc.message)
         headers = exc.response.headers
+        kind = ErrorKind.CONTENT_FILTERED if exc.status_code == 403 and _moderated(err) else _from_status(exc.status_code, message, code)
         return ProviderError(
-            _from_status(exc.status_code, message, code), message, status=exc.status_code,
+            kind, message, status=exc.status_code,
             request_id=headers.get("x-request-id", "") or headers.get("x-generation-id", ""),
             retry_after=retry_after_seconds(headers),
         )
     if isinstance(exc, openai.APIError):
         # An error delivered inside a stream: no HTTP status; OpenRouter puts the status in `code`.
-        err = _body_error(exc.body)
-        code = err.get("code")
-        message = str(err.get("message") or exc.message)
-        if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):
-            kind = _from_status(int(code), message, "")
-        else:
-            kind = _from_status(400, message, str(code or "")) if code in ("context_length_exceeded", "content_filter") else ErrorKind.SERVER_ERROR
-        return ProviderError(kind, message)
+        return classify_accepted_error(_body_error(exc.body), fallback_message=exc.message)
     transport = _transport(exc)
     if transport:
         return transport
     if isinstance(exc, openai.OpenAIError):
         return ProviderError(ErrorKind.SERVER_ERROR, f"{type(exc).__name__}: {exc}")
     raise exc
+
+
+def classify_accepted_error(err: dict, *, fallback_message: str = "", request_id: str = "", retry_after: float | None = None) -> ProviderError:
+    """An error the provider reported after it accepted the request: an OpenAI-format error event mid-stream, or
+    OpenRouter's HTTP 200 whose body is `{"error": {"code": 429, "message": ..., "metadata": ...}}`.
+
+    A numeric `code` reads like an HTTP status (429 rate limited, 402 out of credits, 5xx server error), but the
+    key was accepted: a 401/403 here never disables it. OpenRouter's only such 403 is its moderation refusal."""
+    code = err.get("code")
+    message = str(err.get("message") or fallback_message or "the provider reported an error")
+    if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):
+        status = int(code)
+        kind = ErrorKind.CONTENT_FILTERED if status == 403 or _moderated(err) else _from_status(status, message, "")
+        if kind == ErrorKind.AUTHENTICATION:
+            kind = ErrorKind.SERVER_ERROR
+    elif code in ("context_length_exceeded", "content_filter"):
+        kind = _refine_400(message, str(code))
+    else:
+        kind = ErrorKind.SERVER_ERROR
+    return ProviderError(kind, message, request_id=request_id, retry_after=retry_after)

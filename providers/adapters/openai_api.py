@@ -17,8 +17,8 @@ from typing import Any
 import httpx2
 import openai
 
-from providers.adapters.base import MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key
-from providers.adapters.classify import classify_openai
+from providers.adapters.base import MALFORMED, Clock, clients, estimated_usage, malformed, sdk_timeout, text_of, timeout_key
+from providers.adapters.classify import classify_accepted_error, classify_openai, retry_after_seconds
 from providers.errors import ErrorKind, ProviderError
 from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage, tool_turns_as_text
 
@@ -66,6 +66,8 @@ def reported_cost(raw_usage: Any) -> Decimal | None:
 class OpenAIAdapter:
     kind = "openai"
     max_tokens_param = "max_completion_tokens"  # o-series reject max_tokens
+    # Reasoning models (o-series, gpt-5: supports_temperature false) refuse `stop` too (400 unsupported_parameter).
+    stop_needs_sampling = True
 
     def __init__(self, *, api_key: str, base_url: str) -> None:
         self.client: openai.OpenAI = clients.get(
@@ -88,7 +90,7 @@ class OpenAIAdapter:
             messages.append({"role": "system", "content": request.system})
         messages += [_message(m) for m in (request.messages if request.tools else tool_turns_as_text(request.messages))]
         params: dict[str, Any] = {"model": request.model, "messages": messages, self.max_tokens_param: request.max_tokens}
-        if request.stop:
+        if request.stop and (request.supports_temperature or not self.stop_needs_sampling):
             params["stop"] = request.stop[:4]
         if request.supports_temperature:
             if request.temperature is not None:
@@ -126,6 +128,10 @@ class OpenAIAdapter:
             raise classify_openai(exc) from exc
         latency = clock.latency_ms
         request_id = self._request_id(response.headers, "")
+        if isinstance(completion, dict) and isinstance(completion.get("error"), dict):
+            # OpenRouter: an error after the request was accepted comes as a 200 whose body is the error.
+            raise classify_accepted_error(completion["error"], request_id=request_id,
+                                          retry_after=retry_after_seconds(response.headers))
         try:
             choice = completion["choices"][0]
             message = choice["message"]
@@ -181,17 +187,18 @@ class OpenAIAdapter:
             raise classify_openai(exc) from exc
         if finish is None:
             raise ProviderError(ErrorKind.CONNECTION, "the stream ended before a finish reason", request_id=request_id)
+        text, calls = "".join(parts), [tool_calls[i] for i in sorted(tool_calls)]
         yield StreamEvent(
             type="done",
             result=ChatResult(
-                text="".join(parts),
+                text=text,
                 finish_reason=FINISH_REASONS.get(finish, FinishReason.STOP),
-                usage=normalize_usage(raw_usage),
+                usage=normalize_usage(raw_usage) if raw_usage is not None else estimated_usage(request, text, calls),
                 model=model,
                 request_id=request_id,
                 latency_ms=clock.latency_ms,
                 ttft_ms=clock.ttft_ms,
-                tool_calls=[tool_calls[i] for i in sorted(tool_calls)],
+                tool_calls=calls,
                 provider_cost=reported_cost(raw_usage),
             ),
         )

@@ -13,6 +13,9 @@ from providers.types import ChatRequest
 class OpenRouterAdapter(OpenAIAdapter):
     kind = "openrouter"
     max_tokens_param = "max_tokens"
+    # OpenRouter drops a parameter the chosen model does not take and passes `stop` to those that do (Claude through
+    # OpenRouter keeps its stop sequences even where it refuses temperature).
+    stop_needs_sampling = False
 
     def default_headers(self) -> dict[str, str]:
         return {"HTTP-Referer": settings.OPENROUTER_REFERER, "X-Title": settings.OPENROUTER_TITLE}

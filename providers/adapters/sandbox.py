@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Iterator
 
-from providers.adapters.base import Clock
-from providers.types import IMAGE_TOKENS, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
+from providers.adapters.base import Clock, estimate_input_tokens
+from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
 
 
 def _reply_words(request: ChatRequest) -> tuple[list[str], FinishReason]:
@@ -19,11 +18,6 @@ def _reply_words(request: ChatRequest) -> tuple[list[str], FinishReason]:
     if len(words) > request.max_tokens:
         return words[: request.max_tokens], FinishReason.LENGTH
     return words, FinishReason.STOP
-
-
-def _input_tokens(request: ChatRequest) -> int:
-    chars = len(request.system) + sum(len(m.content) for m in request.messages)
-    return max(1, math.ceil(chars / 4) + IMAGE_TOKENS * sum(len(m.images) for m in request.messages))
 
 
 class SandboxAdapter:
@@ -38,7 +32,7 @@ class SandboxAdapter:
         return ChatResult(
             text=" ".join(words),
             finish_reason=finish,
-            usage=Usage(input_tokens=_input_tokens(request), output_tokens=len(words)),
+            usage=Usage(input_tokens=estimate_input_tokens(request), output_tokens=len(words)),
             model=request.model,
             request_id=f"sandbox-{uuid.uuid4().hex[:12]}",
             latency_ms=clock.latency_ms,
@@ -55,7 +49,7 @@ class SandboxAdapter:
             type="done",
             result=ChatResult(
                 text=" ".join(words), finish_reason=finish,
-                usage=Usage(input_tokens=_input_tokens(request), output_tokens=len(words)),
+                usage=Usage(input_tokens=estimate_input_tokens(request), output_tokens=len(words)),
                 model=request.model, request_id=f"sandbox-{uuid.uuid4().hex[:12]}",
                 latency_ms=clock.latency_ms, ttft_ms=clock.ttft_ms,
             ),

@@ -46,6 +46,7 @@ def test_it_reassembles_a_streamed_reply_with_its_usage(simulator, kind):
     assert result.usage == plain.usage
     assert result.finish_reason == FinishReason.STOP
     assert result.ttft_ms is not None and result.request_id
+    assert not result.usage.estimated
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
@@ -209,7 +210,8 @@ def test_the_sandbox_answers_without_network():
 
 @pytest.fixture
 def odd_server():
-    """A loopback server that answers every POST with `server.events` as SSE if set, else `server.reply` as JSON."""
+    """A loopback server that answers every POST with `server.events` as SSE if set, else `server.reply` as JSON with
+    `server.status` (200 unless set) and `server.headers`."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -223,7 +225,9 @@ def odd_server():
                 content_type = "text/event-stream"
             else:
                 body, content_type = json.dumps(server.reply).encode(), "application/json"
-            self.send_response(200)
+            self.send_response(server.status)
+            for name, value in server.headers.items():
+                self.send_header(name, value)
             self.send_header("content-type", content_type)
             self.send_header("content-length", str(len(body)))
             self.end_headers()
@@ -233,7 +237,7 @@ def odd_server():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.events = None
+    server.events, server.status, server.headers = None, 200, {}
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -288,3 +292,101 @@ def test_a_streamed_chunk_of_the_wrong_shape_is_an_invalid_response(odd_server, 
             received.append(event)
     assert [e.text for e in received] == ["Hi"]
     assert caught.value.kind == ErrorKind.INVALID_RESPONSE
+
+
+MODERATION = {"code": 403, "message": "openai/gpt-4o-mini requires moderation on OpenAI. Your input was flagged for \"harassment\"."}
+
+
+@pytest.mark.parametrize("metadata", [{"reasons": ["harassment"], "provider_name": "OpenAI"}, {"flagged_input": "you are..."}])
+def test_an_openrouter_moderation_refusal_is_content_filtered_and_keeps_the_key(odd_server, metadata):
+    odd_server.status, odd_server.reply = 403, {"error": {**MODERATION, "metadata": metadata}}
+    with pytest.raises(ProviderError) as caught:
+        odd_adapter(odd_server, "openrouter").complete(request("openrouter"))
+    assert caught.value.kind == ErrorKind.CONTENT_FILTERED and not caught.value.credential_rejected
+
+
+def test_an_openrouter_moderation_refusal_mid_stream_is_content_filtered(odd_server):
+    odd_server.events = [FIRST_CHUNK["openai"], {"error": {**MODERATION, "metadata": {"reasons": ["harassment"]}}}]
+    with pytest.raises(ProviderError) as caught:
+        list(odd_adapter(odd_server, "openrouter").stream(request("openrouter")))
+    assert caught.value.kind == ErrorKind.CONTENT_FILTERED and not caught.value.credential_rejected
+
+
+def test_anthropic_input_plus_max_tokens_over_the_window_is_context_too_long(odd_server):
+    odd_server.status = 400
+    odd_server.reply = {"type": "error", "error": {"type": "invalid_request_error", "message": (
+        "input length and `max_tokens` exceed context limit: 190000 + 64000 > 200000, decrease input length or "
+        "`max_tokens` and try again")}}
+    with pytest.raises(ProviderError) as caught:
+        odd_adapter(odd_server, "anthropic").complete(request("anthropic"))
+    assert caught.value.kind == ErrorKind.CONTEXT_TOO_LONG
+
+
+def test_anthropic_gets_temperature_clamped_to_its_range(simulator):
+    adapter(simulator, "anthropic").complete(request("anthropic", temperature=1.7))
+    assert simulator.requests()[-1]["body"]["temperature"] == 1.0
+    adapter(simulator, "openai").complete(request("openai", temperature=1.7))
+    assert simulator.requests()[-1]["body"]["temperature"] == 1.7
+
+
+def test_openai_reasoning_models_get_no_stop(simulator):
+    reasoning = ChatRequest(model="o4-mini", messages=[ChatMessage("user", "hi")], stop=["END"], supports_temperature=False)
+    assert adapter(simulator, "openai").complete(reasoning).text
+    assert "stop" not in simulator.requests()[-1]["body"]
+    adapter(simulator, "openai").complete(request("openai", stop=["END"]))
+    assert simulator.requests()[-1]["body"]["stop"] == ["END"]
+    # OpenRouter passes stop on to the models that take it (and drops it for the others itself)
+    adapter(simulator, "openrouter").complete(request("openrouter", stop=["END"], supports_temperature=False))
+    assert simulator.requests()[-1]["body"]["stop"] == ["END"]
+
+
+def test_anthropic_gets_no_whitespace_only_stop_sequences(simulator):
+    adapter(simulator, "anthropic").complete(request("anthropic", stop=["\n", " \t", "END"]))
+    assert simulator.requests()[-1]["body"]["stop_sequences"] == ["END"]
+    adapter(simulator, "anthropic").complete(request("anthropic", stop=["\n"]))
+    assert "stop_sequences" not in simulator.requests()[-1]["body"]
+
+
+@pytest.mark.parametrize("error,expected", [
+    ({"code": 429, "message": "Rate limit exceeded upstream", "metadata": {"provider_name": "Together"}}, ErrorKind.RATE_LIMITED),
+    ({"code": 402, "message": "Insufficient credits", "metadata": {}}, ErrorKind.INSUFFICIENT_QUOTA),
+    ({"code": 502, "message": "Provider returned error", "metadata": {"raw": "upstream connection lost"}}, ErrorKind.SERVER_ERROR),
+    ({**MODERATION, "metadata": {"reasons": ["harassment"]}}, ErrorKind.CONTENT_FILTERED),
+    ({"code": 401, "message": "Upstream key rejected"}, ErrorKind.SERVER_ERROR),
+])
+def test_an_openrouter_error_in_a_200_body_is_classified_by_its_code(odd_server, error, expected):
+    odd_server.reply, odd_server.headers = {"error": error}, {"retry-after": "3"}
+    with pytest.raises(ProviderError) as caught:
+        odd_adapter(odd_server, "openrouter").complete(request("openrouter"))
+    assert caught.value.kind == expected, caught.value
+    assert not caught.value.credential_rejected  # the key was accepted
+    assert caught.value.retry_after == 3
+
+
+NO_USAGE_STREAMS = {
+    "openai": [
+        {"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hello there, "}}]},
+        {"id": "c1", "choices": [{"index": 0, "delta": {"content": "how are you today?"}}]},
+        {"id": "c1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ],
+    "anthropic": [
+        {"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-haiku-4-5", "content": []}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello there, "}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "how are you today?"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}},
+        {"type": "message_stop"},
+    ],
+}
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_a_stream_without_usage_is_estimated_and_marked_so(odd_server, kind):
+    odd_server.events = NO_USAGE_STREAMS["anthropic" if kind == "anthropic" else "openai"]
+    text, result = collect(odd_adapter(odd_server, kind).stream(request(kind)))
+    assert text == "Hello there, how are you today?"
+    usage = result.usage
+    assert usage.estimated
+    assert usage.output_tokens == 8  # 31 characters, about 4 a token
+    assert usage.input_tokens == 9  # "Be brief." and "hello there, how are you": 33 characters
