@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from conversations.api.errors import ApiError
+from conversations.services import IdempotencyKeyReused
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def error_body(type: str, code: str, message: str) -> dict:
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApiError):
         return Response(error_body(exc.error_type, exc.error_code, str(exc.detail)), status=exc.status_code, headers=exc.headers)
+    if isinstance(exc, IdempotencyKeyReused):
+        return Response(error_body("invalid_request_error", "idempotency_key_reused", str(exc)), status=422)
     if isinstance(exc, (OperationalError, InterfaceError)):
         # PostgreSQL unreachable or a connection lost: a condition to retry, not a bug. The failed statement stored
         # nothing (each write is one statement); a retry with the same Idempotency-Key returns what was stored, and a

@@ -39,6 +39,15 @@ def not_found(request: HttpRequest, exception: Exception | None = None):
     return page_not_found(request, exception)
 
 
+def bad_request(request: HttpRequest, exception: Exception | None = None):
+    """Django's own 400s (a Host not allowed, too many form fields, …): JSON in the API's error shape on the API."""
+    if _is_api(request):
+        return JsonResponse(error_body("invalid_request_error", "bad_request", "bad request"), status=400)
+    from django.views.defaults import bad_request as default
+
+    return default(request, exception)
+
+
 def server_error(request: HttpRequest):
     if _is_api(request):
         return JsonResponse(error_body("api_error", "internal_error", "internal error; the incident was logged"), status=500)

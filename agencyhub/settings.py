@@ -1,6 +1,7 @@
 """AgencyHub settings. Every variable has a safe default for `make run` (SQLite, local-memory
 cache, tasks in-process); production and the test suite set DATABASE_URL and REDIS_URL."""
 
+import warnings
 from pathlib import Path
 
 import environ
@@ -28,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here: /api/docs works offline
     "tenants",
     "providers",
     "billing",
@@ -37,6 +39,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # the admin's and the docs page's static files, under gunicorn too
+    "conversations.api.origins.CorsMiddleware",  # first: preflights, and CORS headers on every answer below it (413 too)
     "agencyhub.middleware.RequestSizeLimitMiddleware",
     "agencyhub.middleware.ConfigScopeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -103,14 +107,23 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "static"
+# WhiteNoise serves the apps' static files straight from their folders (no collectstatic step to forget); it
+# also serves STATIC_ROOT if `collectstatic` filled it, and would warn at every start that it is missing.
+WHITENOISE_USE_FINDERS = True
+warnings.filterwarnings("ignore", message="No directory at: ", category=UserWarning)
 
 # Client request bodies above this answer 413.
 MAX_REQUEST_BYTES = env.int("MAX_REQUEST_BYTES", default=1_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=100_000)
+# Callbacks go only to public addresses unless this is set (a receiver on this machine or the private network).
+CALLBACK_ALLOW_PRIVATE_HOSTS = env.bool("CALLBACK_ALLOW_PRIVATE_HOSTS", default=False)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PARSER_CLASSES": [
+        "agencyhub.parsers.JSONParser", "rest_framework.parsers.FormParser", "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "agencyhub.exceptions.api_exception_handler",
@@ -118,7 +131,13 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["conversations.api.throttling.TenantRateThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "AgencyHub API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AgencyHub API",
+    "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None

@@ -19,5 +19,6 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
 ]
 
+handler400 = "agencyhub.health.bad_request"
 handler404 = "agencyhub.health.not_found"
 handler500 = "agencyhub.health.server_error"

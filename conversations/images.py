@@ -40,7 +40,7 @@ def parse_image(spec: Any, field: str) -> ImagePart:
             raise ValidationError({f"{field}.url": f"images must be one of {', '.join(IMAGE_MEDIA_TYPES)}"})
         data = "".join(shape.group(2).split())  # providers take no whitespace
         url = f"data:{_sniffed_type(data, f'{field}.url')};base64,{data}"
-    elif not url.lower().startswith(("https://", "http://")) or "\x00" in url:
+    elif not url.lower().startswith(("https://", "http://")) or not url.isprintable():  # no NUL, no lone surrogate
         raise ValidationError({f"{field}.url": "must be an http(s) URL or a base64 data URL"})
     return ImagePart(url=url, detail=detail or "")
 

@@ -9,6 +9,7 @@ conversations.writes). Nothing the client sent is ever lost; a reply that cannot
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -104,7 +105,7 @@ def message_post(
     stored in that statement too (conversations.writes)."""
     claim = mode != "async"
     if idempotency_key:
-        replay = _replay(tenant, idempotency_key)
+        replay = _replay(tenant, idempotency_key, conversation, content)
         if replay:
             return replay
     user_message = Message(
@@ -119,7 +120,7 @@ def message_post(
         messages_insert(conversation, user_message, reply, savepoint=bool(idempotency_key))
     except IntegrityError:
         # The same Idempotency-Key raced us: the other request's pair is the answer.
-        replay = _replay(tenant, idempotency_key) if idempotency_key else None
+        replay = _replay(tenant, idempotency_key, conversation, content) if idempotency_key else None
         if replay is None:
             raise
         return replay
@@ -130,10 +131,22 @@ def message_post(
     return Posted(user_message=user_message, reply=reply)
 
 
-def _replay(tenant: Tenant, idempotency_key: str) -> Posted | None:
+class IdempotencyKeyReused(Exception):
+    """An Idempotency-Key already used for another message (other text, or another conversation)."""
+
+
+def _replay(tenant: Tenant, idempotency_key: str, conversation: Conversation, content: str) -> Posted | None:
     first = Message.objects.filter(tenant=tenant, idempotency_key=idempotency_key).select_related("reply").first()
     if first is None:
         return None
+    # A new conversation (unsaved: /v1 without `user`) cannot be compared; a retry of the same call would make
+    # another one, so the message's text is the test there.
+    other_conversation = not conversation._state.adding and first.conversation_id != conversation.pk
+    if first.content != content or other_conversation:
+        raise IdempotencyKeyReused(
+            f"this Idempotency-Key was used for another message ({'another conversation' if other_conversation else 'other text'}); "
+            "use a new key for a new message"
+        )
     return Posted(user_message=first, reply=first.reply, replayed=True)
 
 
@@ -253,6 +266,17 @@ def _decision(plan: Plan, attempts: list) -> dict:
     return {"reason": plan.reason, **plan.details, "attempts": [a.as_dict() for a in attempts]}
 
 
+def _refuse(reply: Message, status: int, code: str, message: str, *, detail: str = "", decision: dict | None = None,
+            retry_after: int | None = None) -> ReplyFailed:
+    """Mark the reply failed and keep what the client is answered (status, message, when to retry) in its decision,
+    so a retry with the same Idempotency-Key gets the same answer (conversations.api.errors.stored_failure)."""
+    answer: dict[str, Any] = {"status": status, "message": message}
+    if retry_after:
+        answer["retry_at"] = int(time.time()) + int(retry_after)
+    failed = _fail(reply, code=code, detail=detail or message, decision={**(decision or {}), "answer": answer})
+    return ReplyFailed(failed, status, code, message, retry_after=retry_after)
+
+
 def _fail(reply: Message, *, code: str, detail: str, decision: dict | None = None, partial_text: str = "") -> Message:
     with transaction.atomic():
         locked = Message.objects.select_for_update().get(pk=reply.pk)
@@ -294,6 +318,9 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     reply.route_reason = plan.reason
     reply.complexity_score = plan.details.get("complexity")
     reply.route_decision = {**_decision(plan, execution.attempts), "tool_calls": result.tool_calls}
+    if usage.estimated:  # the provider sent no usage: billed on an estimate (providers.adapters.base.estimated_usage)
+        reply.route_decision["usage_estimated"] = True
+        log.warning("reply %s: %s sent no usage; billed on an estimate", reply.pk, reply.model_name)
     reply.error_code = ""
     reply.error_detail = ""
     reply.completed_at = timezone.now()
@@ -329,31 +356,31 @@ def _settle(reply: Message, plan: Plan, execution: Execution, reservation: Reser
 def _admit(reply: Message, ctx: RoutingContext, plan: Plan, prompt: Prompt) -> tuple[Plan, Reservation]:
     """Budget and spend cap before the call. Over budget: 429, or the economy tier if the policy degrades."""
     tenant = reply.tenant
+    # No candidate writes more than its model's maximum output (the request is cut to it): reserve no more than that.
+    output = min(prompt.max_tokens, max((c.model.max_output_tokens for c in plan.candidates), default=prompt.max_tokens))
     try:
         spend_cap_check(tenant)
-        return plan, budget_reserve(tenant=tenant, tokens=prompt.estimated_tokens + prompt.max_tokens)
+        return plan, budget_reserve(tenant=tenant, tokens=prompt.estimated_tokens + output)
     except BudgetExceeded as exc:
         if plan.details.get("over_budget") == OverBudget.DEGRADE:
             ctx.force_tier = ModelTier.ECONOMY
             degraded = _plan_or_fail(reply, ctx)
             degraded.reason = f"over budget, degraded: {degraded.reason}"
             return degraded, Reservation(tenant_id=tenant.pk, day=budget_day(tenant), bucket_key="", tokens=0, id="")
-        failed = _fail(reply, code="budget_exceeded", detail=str(exc), decision={"reason": "budget exceeded", **plan.details})
-        raise ReplyFailed(failed, 429, "budget_exceeded", str(exc), retry_after=exc.retry_after) from exc
+        raise _refuse(reply, 429, "budget_exceeded", str(exc), decision={"reason": "budget exceeded", **plan.details},
+                      retry_after=exc.retry_after) from exc
     except SpendCapReached as exc:
-        failed = _fail(reply, code="spend_cap_reached", detail=str(exc), decision={"reason": "spend cap reached", **plan.details})
-        raise ReplyFailed(failed, 429, "spend_cap_reached", str(exc), retry_after=exc.retry_after) from exc
+        raise _refuse(reply, 429, "spend_cap_reached", str(exc), decision={"reason": "spend cap reached", **plan.details},
+                      retry_after=exc.retry_after) from exc
 
 
 def _plan_or_fail(reply: Message, ctx: RoutingContext) -> Plan:
     try:
         return plan_route(ctx)
     except UnknownModelError as exc:
-        failed = _fail(reply, code="model_not_found", detail=str(exc))
-        raise ReplyFailed(failed, 400, "model_not_found", str(exc)) from exc
+        raise _refuse(reply, 400, "model_not_found", str(exc)) from exc
     except NoRouteError as exc:
-        failed = _fail(reply, code="no_route", detail=str(exc))
-        raise ReplyFailed(failed, 503, "no_route", str(exc)) from exc
+        raise _refuse(reply, 503, "no_route", str(exc)) from exc
 
 
 def _all_failed(reply: Message, plan: Plan, failure: AllCandidatesFailed, reservation: Reservation) -> ReplyFailed:
@@ -361,12 +388,11 @@ def _all_failed(reply: Message, plan: Plan, failure: AllCandidatesFailed, reserv
     rejected = failure.rejection
     if rejected is not None:
         # The request itself was refused (e.g. an image the provider cannot fetch): say what to fix, not "retry".
-        code = REFUSAL_CODES[rejected.kind]
-        failed = _fail(reply, code=code, detail=str(failure), decision=_decision(plan, failure.attempts))
-        return ReplyFailed(failed, 400, code, f"The provider refused the request: {rejected.message[:500]}")
-    failed = _fail(reply, code="providers_failed", detail=str(failure), decision=_decision(plan, failure.attempts))
-    return ReplyFailed(failed, failure.http_status, "providers_failed", "Every provider failed to answer; the message is stored and can be retried.",
-                       retry_after=failure.retry_after)
+        return _refuse(reply, 400, REFUSAL_CODES[rejected.kind], f"The provider refused the request: {rejected.message[:500]}",
+                       detail=str(failure), decision=_decision(plan, failure.attempts))
+    return _refuse(reply, failure.http_status, "providers_failed",
+                   "Every provider failed to answer; the message is stored and can be retried.",
+                   detail=str(failure), decision=_decision(plan, failure.attempts), retry_after=failure.retry_after)
 
 
 def _claimed_reply(reply_id, claimed: Message | None) -> Message | None:

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
+
+from django.conf import settings
 
 SIGNATURE_HEADER = "X-AgencyHub-Signature"
 
@@ -38,14 +43,55 @@ def verify(secret: str, body: bytes, header: str, tolerance_seconds: int = 300) 
     return hmac.compare_digest(sign(secret, body, timestamp), header)
 
 
+def callback_url_problem(url: str, *, resolve: bool) -> str | None:
+    """Why a callback URL may not be called (None if it may): it must be http(s), and — unless
+    CALLBACK_ALLOW_PRIVATE_HOSTS — reach only public addresses, so that a client's callback cannot make the
+    workers POST to loopback, the private network or a cloud metadata service. `resolve` also looks the host up."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http(s) URL"
+    if settings.CALLBACK_ALLOW_PRIVATE_HOSTS:
+        return None
+    host = parts.hostname
+    if host == "localhost" or host.endswith(".localhost"):
+        return _NOT_PUBLIC
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        if not resolve:
+            return None
+        try:
+            found = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+        except OSError:
+            return None  # unresolvable now: the call itself fails and is retried
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in found]
+    return None if all(address.is_global for address in addresses) else _NOT_PUBLIC
+
+
+_NOT_PUBLIC = "must be a public address (not loopback, private, link-local or reserved)"
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer (not followed): it could lead to an address the check above refuses."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
 def post_signed(url: str, payload: dict, secret: str, timeout: float = 10.0) -> int:
+    problem = callback_url_problem(url, resolve=True)
+    if problem:
+        raise CallbackError(f"callback_url {problem}", retryable=False)
     body = json.dumps(payload).encode()
     request = urllib.request.Request(
         url, data=body, method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "AgencyHub-Webhook/1", SIGNATURE_HEADER: sign(secret, body)},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - URL is staff/client configured
+        with _opener.open(request, timeout=timeout) as response:  # the URL was checked above
             return response.status
     except urllib.error.HTTPError as exc:
         raise CallbackError(f"callback answered {exc.code}", retryable=exc.code >= 500 or exc.code == 429) from exc

@@ -6,6 +6,7 @@ class TenantsConfig(AppConfig):
     verbose_name = "Clients"
 
     def ready(self) -> None:
+        import tenants.schema  # noqa: F401 - registers the API key's OpenAPI security scheme
         from tenants.config_cache import watch
         from tenants.models import ApiKey, Tenant
 

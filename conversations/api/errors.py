@@ -1,6 +1,8 @@
 """The API's domain errors. Every API error has the shape {"error": {"type", "code", "message"}}: the project's
 exception handler (agencyhub.exceptions) renders ApiError and DRF's own exceptions that way."""
 
+import time
+
 from rest_framework import exceptions
 from rest_framework.exceptions import NotFound
 
@@ -27,9 +29,15 @@ def reply_failed_error(failed: ReplyFailed) -> ApiError:
     return ApiError(status_code=failed.status, type=_TYPES.get(failed.status, "api_error"), code=failed.code, message=str(failed), headers=headers)
 
 
-def stored_failure_status(reply) -> int:
-    """The status a replayed failed reply answers with: 400 if the provider refused the request itself, else 502."""
-    return 400 if reply.error_code in REFUSAL_CODES.values() else 502
+def stored_failure(reply) -> ReplyFailed:
+    """What a retry (same Idempotency-Key) of a request whose reply failed answers: the first answer, kept in the
+    reply's decision by the chat engine (status, message, when to retry); for older replies, 400 if the provider
+    refused the request itself, else 502."""
+    answer = (reply.route_decision or {}).get("answer") or {}
+    status = answer.get("status") or (400 if reply.error_code in REFUSAL_CODES.values() else 502)
+    retry_after = max(1, answer["retry_at"] - int(time.time())) if answer.get("retry_at") else None
+    return ReplyFailed(reply, status, reply.error_code or "providers_failed", answer.get("message") or reply.error_detail,
+                       retry_after=retry_after)
 
 
 def not_found(what: str) -> NotFound:

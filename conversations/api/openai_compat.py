@@ -23,13 +23,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.access import access_assistant
-from conversations.api.errors import reply_failed_error, stored_failure_status
+from conversations.api.errors import reply_failed_error, stored_failure
 from conversations.api.openai_messages import chat_messages, no_nul, stored_text
 from conversations.api.openai_options import response_format, sampling, tool_choice, tool_definitions
-from conversations.api.views import scoped_assistant
+from conversations.api.origins import check_origin
+from conversations.api.serializers import json_problem
+from conversations.api.views import idempotency_key, scoped_assistant
 from conversations.images import stored_summary
-from conversations.models import Conversation, Message
+from conversations.models import Assistant, Conversation, Message
 from conversations.services import Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream
+
+MAX_BODY_DEPTH = 64  # tool schemas nest; nothing a client sends needs more
+MAX_STOP = 4  # as OpenAI
+
 
 def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
     """Validate an OpenAI request body -> (overrides, stream, include_usage, the last message's text to store)."""
@@ -44,7 +50,9 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
     if body.get("n") not in (None, 1):
         raise ValidationError({"n": "only n=1 is supported"})
     system_parts, messages = chat_messages(raw_messages)
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
     if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
         raise ValidationError({"max_tokens": "must be a positive integer"})
     temperature = body.get("temperature")
@@ -53,17 +61,27 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
     stop = body.get("stop") or []
     if isinstance(stop, str):
         stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise ValidationError({"stop": "must be a string or a list of strings"})
+    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+        raise ValidationError({"stop": "must be a non-empty string or a list of them"})
+    if len(stop) > MAX_STOP:
+        raise ValidationError({"stop": f"at most {MAX_STOP} sequences"})
     tools = tool_definitions(body.get("tools"))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ValidationError({"stream": "must be a boolean"})
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage")) if stream else False
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not isinstance(stream_options, dict):
+        raise ValidationError({"stream_options": "must be an object"})
+    include_usage = bool((stream_options or {}).get("include_usage")) if stream else False
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise ValidationError({"user": "must be a string"})
     no_nul(user or "", "user")
+    no_nul(model, "model")
+    for field, value in body.items():  # anything else that would reach the database (tool names, ...)
+        problem = json_problem(value, max_depth=MAX_BODY_DEPTH)
+        if problem:
+            raise ValidationError({field: problem})
     overrides = Overrides(
         model=model.strip(), system="\n\n".join(system_parts) if system_parts else None, messages=messages,
         max_tokens=max_tokens, temperature=float(temperature) if temperature is not None else None, stop=stop, tools=tools,
@@ -76,11 +94,14 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
 def _conversation_for(request: Request, user: str) -> Conversation:
     """The conversation a call belongs to; unsaved if it is a new one (message_post stores it with the messages)."""
     tenant = request.user.tenant
-    assistant = scoped_assistant(request) or access_assistant(tenant=tenant)
+    scoped = scoped_assistant(request)
+    assistant = scoped or access_assistant(tenant=tenant)
+    # A key limited to one assistant reaches only that assistant's conversations, as on the REST API.
+    mine = {"assistant": scoped} if scoped is not None else {}
     header = request.headers.get("X-Conversation-Id", "").strip()
     if header:
         try:
-            found = Conversation.objects.filter(tenant=tenant, pk=uuid.UUID(header)).first()
+            found = Conversation.objects.filter(tenant=tenant, pk=uuid.UUID(header), **mine).first()
         except ValueError:
             found = None
         if found is not None:
@@ -91,6 +112,14 @@ def _conversation_for(request: Request, user: str) -> Conversation:
     else:
         # A new conversation: stored with its first messages, in message_post's one statement.
         return Conversation(tenant=tenant, assistant=assistant, metadata={"source": "openai"})
+    conversation = _grouped(tenant, ref, assistant, user)
+    if scoped is not None and conversation.assistant_id != scoped.pk:
+        # The same `user` (or id) already groups another assistant's calls: this key gets a conversation of its own.
+        conversation = _grouped(tenant, f"{ref[:235]}@a{scoped.pk}", assistant, user)
+    return conversation
+
+
+def _grouped(tenant, ref: str, assistant: Assistant, user: str) -> Conversation:
     try:
         with transaction.atomic():
             conversation, _ = Conversation.objects.get_or_create(
@@ -133,11 +162,12 @@ class ChatCompletions(APIView):
     def post(self, request: Request):
         overrides, stream, include_usage, last_text = parse_request(request.data)
         conversation = _conversation_for(request, request.data.get("user") or "")
+        check_origin(request, conversation.assistant)
         images = overrides.messages[-1].images
         posted = message_post(
             tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",
             images=stored_summary(images),
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
+            idempotency_key=idempotency_key(request),
         )
         if stream and not posted.replayed:
             return self._stream(posted, overrides, include_usage)
@@ -145,9 +175,14 @@ class ChatCompletions(APIView):
             reply = reply_generate(reply_id=posted.reply.pk, overrides=overrides, claimed=posted.claimed_reply)
         except ReplyFailed as failed:
             raise reply_failed_error(failed) from None
+        if reply.status == "failed":
+            raise reply_failed_error(stored_failure(reply))
         if reply.status != "completed":
-            raise reply_failed_error(ReplyFailed(reply, stored_failure_status(reply) if reply.status == "failed" else 409, reply.error_code or "in_progress",
-                                                 reply.error_detail or "the first request with this Idempotency-Key is still running"))
+            raise reply_failed_error(ReplyFailed(reply, 409, "in_progress", "the first request with this Idempotency-Key is still running"))
+        if stream:  # a retry (same Idempotency-Key) of a streamed call: the stored reply, as a stream
+            posted.reply = reply
+            return self._stream_response(_events(posted, _replayed(reply), include_usage), reply, reply.provider_kind,
+                                         reply.model_name, reply.route_reason)
         tool_calls = reply.route_decision.get("tool_calls") or None
         message: dict = {"role": "assistant", "content": reply.content if not tool_calls or reply.content else None}
         if tool_calls:
@@ -169,10 +204,18 @@ class ChatCompletions(APIView):
         first = next(chunks)
         if first.kind == "error":
             raise reply_failed_error(first.error)
-        response = StreamingHttpResponse(_events(posted, first, chunks, include_usage), content_type="text/event-stream")
+        if first.kind != "start":  # the reply was already done or failed: no answering model to name
+            return self._stream_response(_events(posted, itertools.chain([first], chunks), include_usage))
+        return self._stream_response(_events(posted, itertools.chain([first], chunks), include_usage), posted.reply,
+                                     first.candidate.model.provider.kind, first.candidate.model.model_id, first.plan.reason)
+
+    @staticmethod
+    def _stream_response(events: Iterator[bytes], reply: Message | None = None, provider: str = "", model: str = "",
+                         reason: str = "") -> StreamingHttpResponse:
+        response = StreamingHttpResponse(events, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
-        if first.kind == "start":
-            _headers(response, posted.reply, provider=first.candidate.model.provider.kind, model=first.candidate.model.model_id, reason=first.plan.reason)
+        if reply is not None:
+            _headers(response, reply, provider=provider, model=model, reason=reason)
         return response
 
 
@@ -180,17 +223,28 @@ def _data(payload: dict) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def _events(posted: Posted, first: StreamChunk, rest: Iterator[StreamChunk], include_usage: bool) -> Iterator[bytes]:
+def _replayed(reply: Message) -> Iterator[StreamChunk]:
+    """A completed reply as the chunks of its stream."""
+    yield StreamChunk(kind="role")
+    if reply.content:
+        yield StreamChunk(kind="delta", text=reply.content)
+    yield StreamChunk(kind="done", reply=reply)
+
+
+def _events(posted: Posted, chunks: Iterator[StreamChunk], include_usage: bool) -> Iterator[bytes]:
     chunk_id = f"chatcmpl-{posted.reply.pk.hex}"
     created = int(time.time())
-    model = first.candidate.model.model_id if first.kind == "start" else ""
+    model = posted.reply.model_name
 
     def chunk(delta: dict, finish: str | None = None) -> bytes:
         return _data({"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model,
                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
 
-    for item in itertools.chain([first], rest):
+    for item in chunks:
         if item.kind == "start":
+            model = item.candidate.model.model_id
+            yield chunk({"role": "assistant", "content": ""})
+        elif item.kind == "role":
             yield chunk({"role": "assistant", "content": ""})
         elif item.kind == "delta":
             yield chunk({"content": item.text})

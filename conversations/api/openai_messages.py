@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework.exceptions import ValidationError
 
-from conversations.api.serializers import has_nul
+from conversations.api.serializers import UNSTORABLE, json_problem
 from conversations.images import parse_image
 from providers.types import ChatMessage, ImagePart, tool_turns_as_text
 
@@ -16,9 +16,10 @@ CHAT_ROLES = {"user", "assistant", "tool"}
 
 
 def no_nul(text: str, field: str) -> str:
-    """PostgreSQL cannot store a NUL character in text: refuse it as a validation error, like the REST API."""
-    if has_nul(text):
-        raise ValidationError({field: "Null characters are not allowed."})
+    """PostgreSQL cannot store a NUL character or an unpaired surrogate in text: refuse them as a validation
+    error, like the REST API."""
+    if json_problem(text):
+        raise ValidationError({field: UNSTORABLE})
     return text
 
 

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.access import access_assistant
+from conversations.api.origins import check_origin
 from conversations.api.views import scoped_assistant
 from providers.models import LLMModel
 from routing.planner import credentials_by_provider, policy_for
@@ -30,6 +31,7 @@ def reachable_models(request: Request) -> dict[str, dict]:
     """{model id: its OpenAI model object}, `auto` first, then by id."""
     tenant = request.user.tenant
     assistant = scoped_assistant(request) or access_assistant(tenant=tenant)
+    check_origin(request, assistant)
     policy = policy_for(tenant, assistant.routing_policy)
     credentials = credentials_by_provider(tenant, policy.allow_agency_fallback if policy else True)
     found: dict[str, dict] = {"auto": AUTO}

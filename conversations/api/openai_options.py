@@ -36,8 +36,8 @@ def sampling(body: dict) -> dict[str, Any]:
         out[name] = value
     seed = body.get("seed")
     if seed is not None:
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ValidationError({"seed": "must be an integer"})
+        if not isinstance(seed, int) or isinstance(seed, bool) or not -(2**63) <= seed < 2**63:
+            raise ValidationError({"seed": "must be a 64-bit integer"})
         out["seed"] = seed
     return out
 

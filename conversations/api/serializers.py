@@ -3,26 +3,48 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from conversations.webhooks import callback_url_problem
 
-def has_nul(value) -> bool:
-    """Whether a string, or any string in a JSON value, holds a NUL character (PostgreSQL text and jsonb cannot)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(has_nul(k) or has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(has_nul(v) for v in value)
-    return False
+
+UNSTORABLE = "Null characters and unpaired surrogates are not allowed."
+MAX_JSON_DEPTH = 32
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate ("\ud800"): valid in JSON, refused by PostgreSQL
+        return False
+    return True
+
+
+def json_problem(value, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why a JSON value cannot be stored as PostgreSQL text / jsonb (None if it can): a NUL character or an
+    unpaired surrogate in any string or key, or nesting deeper than `max_depth`. Iterative: no recursion limit."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not _storable(item):
+                return UNSTORABLE
+        elif isinstance(item, (dict, list)):
+            if depth >= max_depth:
+                return f"nested more than {max_depth} levels deep"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return None
 
 
 class MetadataField(serializers.DictField):
-    """A JSON object stored as PostgreSQL jsonb, which cannot hold a NUL character in any string."""
+    """A JSON object stored as PostgreSQL jsonb, which cannot hold a NUL character or an unpaired surrogate."""
 
     def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if has_nul(value):
-            raise serializers.ValidationError("Null characters are not allowed.")
-        return value
+        problem = json_problem(data)  # before DictField walks it (recursively)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return super().to_internal_value(data)
 
 
 class ConversationCreateInput(serializers.Serializer):
@@ -30,6 +52,12 @@ class ConversationCreateInput(serializers.Serializer):
     external_user_id = serializers.CharField(required=False, allow_blank=True, max_length=256, default="")
     metadata = MetadataField(required=False, default=dict)
     callback_url = serializers.URLField(required=False, allow_blank=True, max_length=1000, default="")
+
+    def validate_callback_url(self, value: str) -> str:
+        problem = callback_url_problem(value, resolve=False) if value else None
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
 
 class MessagePostInput(serializers.Serializer):

@@ -14,6 +14,9 @@ from rest_framework.views import APIView
 from billing.budget import budget_usage, seconds_until_reset
 from billing.models import KeyOwnership, UsageRecord
 from billing.services import month_spend, tenant_local_date
+from conversations.access import access_assistant
+from conversations.api.origins import check_origin
+from conversations.api.views import scoped_assistant
 from providers.models import COST_PLACES
 
 MAX_DAYS = 366
@@ -28,17 +31,19 @@ def _billed(cost: Decimal, ownership: str, tenant) -> str:
 class UsageView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("from", date, description="first day (tenant time zone), default 30 days ago"),
-                    OpenApiParameter("end", date, description="last day, default today")],
+                    OpenApiParameter("to", date, description="last day, default today (`end` is accepted too)")],
         summary="Your usage, cost and budget left, by day and model",
     )
     def get(self, request: Request) -> Response:
         tenant = request.user.tenant
+        # Not about one assistant: the key's (the one it is limited to, else the tenant's default, as /v1 uses).
+        check_origin(request, scoped_assistant(request) or access_assistant(tenant=tenant))
         today = tenant_local_date(tenant, timezone.now())
         try:
             end = date.fromisoformat(request.query_params.get("to") or request.query_params.get("end") or today.isoformat())
             start = date.fromisoformat(request.query_params.get("from") or (end - timedelta(days=29)).isoformat())
-        except ValueError:
-            raise serializers.ValidationError({"from": "dates are YYYY-MM-DD"}) from None
+        except (ValueError, OverflowError):
+            raise serializers.ValidationError({"from": "'from' and 'to' are dates, YYYY-MM-DD"}) from None
         if start > end or (end - start).days > MAX_DAYS:
             raise serializers.ValidationError({"from": f"must be on or before 'to', at most {MAX_DAYS} days apart"})
         rows = (

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.access import NotFound, access_assistant, access_conversation, access_message
-from conversations.api.errors import not_found, reply_failed_error, stored_failure_status
+from conversations.api.errors import not_found, reply_failed_error, stored_failure
 from conversations.api.origins import allow, check_origin
 from conversations.api.serializers import ConversationCreateInput, FeedbackInput, MessagePostInput
 from conversations.images import parse_images, stored_whole
@@ -25,6 +26,7 @@ from tenants.config_cache import memo
 
 IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
                                       description="A retry with the same key returns the first result; the provider is never called twice.")
+MAX_IDEMPOTENCY_KEY = 255  # Message.idempotency_key
 GENERIC = inline_serializer("Envelope", fields={"id": serializers.CharField()})
 
 
@@ -98,6 +100,13 @@ def _posted_payload(posted: Posted) -> dict:
     return payload
 
 
+def idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ValidationError({"Idempotency-Key": f"at most {MAX_IDEMPOTENCY_KEY} characters"})
+    return key
+
+
 def sse(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
@@ -115,7 +124,7 @@ class MessageCreate(APIView):
         posted = message_post(
             tenant=request.user.tenant, conversation=conversation, content=data.validated_data["content"], mode=mode,
             escalate=data.validated_data["escalate"], metadata=data.validated_data["metadata"], images=stored_whole(images),
-            idempotency_key=request.headers.get("Idempotency-Key", "")[:255],
+            idempotency_key=idempotency_key(request),
         )
         if mode == "async" or (posted.replayed and posted.reply.mode == "async"):
             response = Response(_posted_payload(posted), status=status.HTTP_202_ACCEPTED)
@@ -128,8 +137,10 @@ class MessageCreate(APIView):
         except ReplyFailed as failed:
             raise reply_failed_error(failed) from None
         if posted.replayed and reply.status == "failed":
-            raise reply_failed_error(ReplyFailed(reply, stored_failure_status(reply), reply.error_code or "providers_failed", reply.error_detail))
+            raise reply_failed_error(stored_failure(reply))
         posted.reply = reply
+        if mode == "stream" and reply.status == "completed":  # a retry of a streamed post: the stored reply, as a stream
+            return allow(_event_stream(_replayed_events(posted)), origin)
         code = status.HTTP_201_CREATED if reply.status == "completed" else status.HTTP_202_ACCEPTED
         return allow(Response(_posted_payload(posted), status=code), origin)
 
@@ -138,10 +149,24 @@ class MessageCreate(APIView):
         first = next(chunks)
         if first.kind == "error":  # nothing reached the client yet: answer with a plain error status
             raise reply_failed_error(first.error)
-        response = StreamingHttpResponse(_sse_events(posted, first, chunks), content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
+        return _event_stream(_sse_events(posted, first, chunks))
+
+
+def _event_stream(events: Iterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _replayed_events(posted: Posted) -> Iterator[bytes]:
+    """The events of a completed reply's stream, from what was stored."""
+    reply = posted.reply
+    yield sse("message", {"user_message": message_payload(posted.user_message), "reply_id": str(reply.pk)})
+    yield sse("start", {"model": reply.model_name, "provider": reply.provider_kind, "route_reason": reply.route_reason})
+    if reply.content:
+        yield sse("delta", {"text": reply.content})
+    yield sse("done", message_payload(reply))
 
 
 def _sse_events(posted: Posted, first: StreamChunk, chunks: Iterator[StreamChunk]) -> Iterator[bytes]:
@@ -165,6 +190,7 @@ class MessageDetail(APIView):
     @extend_schema(responses={200: GENERIC}, summary="A message (poll an async reply's status)")
     def get(self, request: Request, message_id: str) -> Response:
         message = _message(request, message_id)
+        check_origin(request, message.conversation.assistant)
         return Response(message_payload(message))
 
 
@@ -172,6 +198,7 @@ class FeedbackCreate(APIView):
     @extend_schema(request=FeedbackInput, responses={201: GENERIC}, summary="Rate a reply (+1 / -1)")
     def post(self, request: Request, message_id: str) -> Response:
         message = _message(request, message_id)
+        check_origin(request, message.conversation.assistant)
         data = FeedbackInput(data=request.data)
         data.is_valid(raise_exception=True)
         if message.role != MessageRole.ASSISTANT:

@@ -1,6 +1,7 @@
 import pytest
+from rest_framework.test import APIClient
 
-from conversations.models import Assistant, ApiKeyScope
+from conversations.models import Assistant, ApiKeyScope, Conversation
 from tenants.models import ApiKey
 from tests.conversations.conftest import post_message
 
@@ -68,6 +69,28 @@ def test_a_key_limited_to_one_assistant_sees_only_its_conversations(api_client, 
     assert created["assistant"] == "sales"
 
 
+def test_a_key_limited_to_one_assistant_cannot_join_another_assistants_v1_conversation(api_client, conversation_id, tenant):
+    from tenants.services import api_key_issue
+
+    sales = Assistant.objects.create(tenant=tenant, name="Sales", slug="sales")
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "user": "visitor-7"}
+    grouped = api_client.post("/v1/chat/completions", body, format="json")  # the default assistant's, by `user`
+    by_id = api_client.post("/v1/chat/completions", body, format="json", headers={"X-Conversation-Id": conversation_id})
+    assert grouped.status_code == by_id.status_code == 200
+    default_conversation = grouped["X-AgencyHub-Conversation-Id"]
+    assert by_id["X-AgencyHub-Conversation-Id"] == conversation_id
+    issued = api_key_issue(tenant=tenant)
+    ApiKeyScope.objects.create(api_key=issued.api_key, assistant=sales)
+    limited = APIClient()
+    limited.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.raw}")
+    for headers in ({}, {"X-Conversation-Id": conversation_id}, {"X-Conversation-Id": default_conversation}):
+        response = limited.post("/v1/chat/completions", body, format="json", headers=headers)
+        assert response.status_code == 200
+        joined = response["X-AgencyHub-Conversation-Id"]
+        assert joined not in (conversation_id, default_conversation)
+        assert Conversation.objects.get(pk=joined).assistant == sales
+
+
 def test_browser_origins_are_checked_per_assistant(api_client, policy, tenant):
     Assistant.objects.create(tenant=tenant, name="Web", slug="web", allowed_origins=["https://shop.example"])
     ok = api_client.post("/api/v1/conversations", {"assistant": "web"}, format="json", headers={"Origin": "https://shop.example"})
@@ -88,3 +111,21 @@ def test_schema_docs_and_health(client, db):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["checks"] == {"database": "ok", "cache": "ok"}
+
+
+def test_the_docs_page_works_offline_and_offers_the_bearer_key(client, db, settings):
+    import re
+
+    settings.DEBUG = False  # as under gunicorn: the page's own static files must still be served (WhiteNoise)
+    document = client.get("/api/schema", HTTP_ACCEPT="application/json").json()
+    assert document["components"]["securitySchemes"]["tenantApiKey"] == {
+        "type": "http", "scheme": "bearer", "description": document["components"]["securitySchemes"]["tenantApiKey"]["description"],
+    }
+    assert any("tenantApiKey" in requirement for requirement in document["paths"]["/api/v1/usage"]["get"]["security"])
+    assert {p["name"] for p in document["paths"]["/api/v1/usage"]["get"]["parameters"]} >= {"from", "to"}
+    page = client.get("/api/docs").content.decode()
+    assert "cdn" not in page.lower()
+    scripts = re.findall(r'src="([^"]+\.js)"', page)
+    assert scripts and all(s.startswith("/static/") for s in scripts)
+    for src in scripts:
+        assert client.get(src).status_code == 200, src

@@ -12,7 +12,8 @@ from tests.conversations.conftest import post_message
 
 
 @pytest.fixture
-def callback_server():
+def callback_server(settings):
+    settings.CALLBACK_ALLOW_PRIVATE_HOSTS = True  # the receiver is on loopback
     received = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -69,3 +70,53 @@ def test_a_redelivered_task_makes_no_second_reply_or_ledger_row(api_client, conv
 
 def test_a_task_for_a_deleted_message_returns_quietly(db):
     assert generate_reply.apply(args=["00000000-0000-0000-0000-000000000000"]).get() is None
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/hook", "http://127.0.0.1:9000/hook", "http://localhost/hook", "http://169.254.169.254/latest",
+            "http://10.1.2.3/hook", "http://[::1]/hook", "https://[::ffff:127.0.0.1]/hook"],
+)
+def test_a_callback_url_must_be_public_http(api_client, policy, url):
+    response = api_client.post("/api/v1/conversations", {"callback_url": url}, format="json")
+    assert response.status_code == 400 and response.json()["error"]["message"].startswith("callback_url:")
+
+
+def test_a_callback_is_never_posted_to_a_private_address(api_client, conversation_id, callback_server, settings):
+    from conversations.models import Conversation
+    from conversations.tasks import deliver_callback
+
+    url, received = callback_server
+    Conversation.objects.filter(pk=conversation_id).update(callback_url=url)  # e.g. set before the check existed
+    reply_id = post_message(api_client, conversation_id, "hello").json()["id"]
+    settings.CALLBACK_ALLOW_PRIVATE_HOSTS = False
+    assert deliver_callback.apply(args=[reply_id]).get() == "rejected"
+    assert received == []
+
+
+def test_a_callback_redirect_is_not_followed(api_client, conversation_id, settings):
+    from conversations.models import Conversation
+    from conversations.tasks import deliver_callback
+
+    settings.CALLBACK_ALLOW_PRIVATE_HOSTS = True
+    paths = []
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def do_POST(self):
+            paths.append(self.path)
+            self.send_response(307)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        Conversation.objects.filter(pk=conversation_id).update(callback_url=f"http://127.0.0.1:{server.server_port}/hook")
+        reply_id = post_message(api_client, conversation_id, "hello").json()["id"]
+        assert deliver_callback.apply(args=[reply_id]).get() == "rejected"
+    finally:
+        server.shutdown()
+    assert paths == ["/hook"]
