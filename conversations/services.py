@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.alerts import budget_alerts_check
@@ -30,7 +30,7 @@ from providers.errors import NoPriceError
 from providers.health import attempt_logs_write
 from providers.models import ModelTier
 from routing.models import OverBudget
-from providers.types import ChatMessage, ChatRequest, join_turns
+from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, estimated_usage, join_turns
 from routing.executor import AllCandidatesFailed, Execution, StreamInterrupted, StreamOutcome, execute, execute_stream
 from routing.planner import Candidate, NoRouteError, Plan, RoutingContext, UnknownModelError, plan_route
 from tenants.models import Tenant
@@ -465,18 +465,14 @@ def reply_stream(*, reply_id, overrides: Overrides | None = None, claimed: Messa
                 yield StreamChunk(kind="start", candidate=outcome.current, plan=plan, reply=reply)
             yield StreamChunk(kind="delta", text=text)
     except GeneratorExit:
-        _finish_after_disconnect(reply, plan, deltas, outcome, reservation)
+        _finish_after_disconnect(reply, plan, deltas, outcome, reservation, build)
         raise
     except AllCandidatesFailed as failure:
         failed = _all_failed(reply, plan, failure, reservation)
         yield StreamChunk(kind="error", error=failed, reply=failed.reply)
         return
     except StreamInterrupted as interrupted:
-        budget_release(reservation=reservation)
-        failed = _fail(
-            reply, code="stream_interrupted", detail=str(interrupted), decision=_decision(plan, interrupted.attempts),
-            partial_text=interrupted.text,
-        )
+        failed = _interrupted(reply, plan, build(outcome.current) if outcome.current else None, outcome.current, interrupted, reservation)
         yield StreamChunk(kind="error", reply=failed, error=ReplyFailed(failed, 502, "stream_interrupted", "The provider failed mid-reply."))
         return
     try:
@@ -487,7 +483,8 @@ def reply_stream(*, reply_id, overrides: Overrides | None = None, claimed: Messa
     yield StreamChunk(kind="done", reply=stored, plan=plan, candidate=outcome.execution.candidate)
 
 
-def _finish_after_disconnect(reply: Message, plan: Plan, deltas: Iterator[str], outcome: StreamOutcome, reservation: Reservation) -> None:
+def _finish_after_disconnect(reply: Message, plan: Plan, deltas: Iterator[str], outcome: StreamOutcome, reservation: Reservation,
+                             build: Callable[[Candidate], ChatRequest]) -> None:
     try:
         for _ in deltas:
             pass
@@ -495,10 +492,45 @@ def _finish_after_disconnect(reply: Message, plan: Plan, deltas: Iterator[str], 
     except AllCandidatesFailed as failure:
         _all_failed(reply, plan, failure, reservation)
     except StreamInterrupted as interrupted:
-        budget_release(reservation=reservation)
-        _fail(reply, code="stream_interrupted", detail=str(interrupted), decision=_decision(plan, interrupted.attempts), partial_text=interrupted.text)
+        _interrupted(reply, plan, build(outcome.current) if outcome.current else None, outcome.current, interrupted, reservation)
     except ReplyFailed:
         pass
+
+
+def _interrupted(reply: Message, plan: Plan, request: ChatRequest | None, candidate: Candidate | None,
+                 interrupted: StreamInterrupted, reservation: Reservation) -> Message:
+    """A stream the provider broke after text reached the client: the reply is failed, keeping what was said, and
+    the call is metered, since the provider bills what it generated. It reported no usage, so the counts are an
+    estimate from the request and the text (marked `usage_estimated` in the decision)."""
+    decision = _decision(plan, interrupted.attempts)
+    usage = estimated_usage(request, interrupted.text, []) if request is not None and interrupted.text else None
+    if usage is not None:
+        decision["usage_estimated"] = True
+        budget_settle(reservation=reservation, tenant=reply.tenant, tokens_used=usage.total_tokens)
+    else:
+        budget_release(reservation=reservation)
+    failed = _fail(reply, code="stream_interrupted", detail=str(interrupted), decision=decision, partial_text=interrupted.text)
+    if usage is None or failed.status != MessageStatus.FAILED:
+        return failed
+    result = ChatResult(text=interrupted.text, finish_reason=FinishReason.ERROR, usage=usage, model=candidate.model.model_id)
+    try:
+        record = usage_record_build(tenant=reply.tenant, model=candidate.model, credential=candidate.credential, result=result,
+                                    conversation_id=reply.conversation_id, message_id=reply.pk, prices=plan.prices.get(candidate.model.pk))
+    except NoPriceError as exc:
+        log.error("interrupted reply %s: no price to meter it: %s", reply.pk, exc)
+        return failed
+    fields = {"model": candidate.model, "provider_kind": candidate.model.provider.kind, "model_name": result.model,
+              "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens, "cost": record.cost}
+    with transaction.atomic():
+        record.save()
+        Message.objects.filter(pk=failed.pk).update(**fields)
+        Conversation.objects.filter(pk=reply.conversation_id).update(
+            input_tokens=F("input_tokens") + usage.input_tokens, output_tokens=F("output_tokens") + usage.output_tokens,
+            cost=F("cost") + record.cost, updated_at=timezone.now(),
+        )
+    for name, value in fields.items():
+        setattr(failed, name, value)
+    return failed
 
 
 def feedback_set(*, message: Message, rating: int, comment: str = ""):

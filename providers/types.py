@@ -109,7 +109,7 @@ class Usage:
     cached_input_tokens: int = 0  # cache reads
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0  # informational: already inside output_tokens
-    estimated: bool = False  # the provider reported no usage: the counts are the adapter's estimate (base.estimated_usage)
+    estimated: bool = False  # the provider reported no usage: the counts are the adapter's estimate (estimated_usage)
 
     @property
     def total_input_tokens(self) -> int:
@@ -146,3 +146,15 @@ class Adapter(Protocol):
     def complete(self, request: ChatRequest) -> ChatResult: ...
 
     def stream(self, request: ChatRequest) -> Iterator[StreamEvent]: ...
+
+
+def estimate_input_tokens(request: ChatRequest) -> int:
+    """The request's system prompt, messages (with their tool calls) and images, estimated; at least 1."""
+    return max(1, estimate_tokens(request.system) + sum(content_tokens(m) for m in request.messages))
+
+
+def estimated_usage(request: ChatRequest, text: str, tool_calls: list[dict[str, Any]]) -> Usage:
+    """What a call used when its provider reported nothing (a completed stream without usage, a stream broken
+    mid-reply): counted from the request and the text generated, and marked so, rather than billed as 0 and $0."""
+    output = content_tokens(ChatMessage(role="assistant", content=text, tool_calls=tuple(tool_calls)))
+    return Usage(input_tokens=estimate_input_tokens(request), output_tokens=output, estimated=True)

@@ -136,7 +136,7 @@ def _usage(reply: Message) -> dict:
         "prompt_tokens": reply.input_tokens + reply.cached_input_tokens + reply.cache_write_tokens,
         "completion_tokens": reply.output_tokens,
         "total_tokens": reply.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": reply.cached_input_tokens},
+        "prompt_tokens_details": {"cached_tokens": reply.cached_input_tokens, "cache_write_tokens": reply.cache_write_tokens},
         "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
         "cost": str(reply.cost) if reply.cost is not None else None,
     }

@@ -12,7 +12,6 @@ import httpx2
 from django.conf import settings
 
 from providers.errors import ErrorKind, ProviderError
-from providers.types import ChatMessage, ChatRequest, Usage, content_tokens, estimate_tokens
 
 T = TypeVar("T")
 
@@ -44,18 +43,6 @@ def text_of(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"text is a {type(value).__name__}, not a string")
     return value
-
-
-def estimate_input_tokens(request: ChatRequest) -> int:
-    """The request's system prompt, messages (with their tool calls) and images, estimated; at least 1."""
-    return max(1, estimate_tokens(request.system) + sum(content_tokens(m) for m in request.messages))
-
-
-def estimated_usage(request: ChatRequest, text: str, tool_calls: list[dict[str, Any]]) -> Usage:
-    """For a completed stream whose provider reported no usage at all: counted from the request and the streamed
-    text, and marked so, rather than billed as 0 tokens and $0."""
-    output = content_tokens(ChatMessage(role="assistant", content=text, tool_calls=tuple(tool_calls)))
-    return Usage(input_tokens=estimate_input_tokens(request), output_tokens=output, estimated=True)
 
 
 MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError)

@@ -17,10 +17,10 @@ from typing import Any
 import httpx2
 import openai
 
-from providers.adapters.base import MALFORMED, Clock, clients, estimated_usage, malformed, sdk_timeout, text_of, timeout_key
+from providers.adapters.base import MALFORMED, Clock, clients, malformed, sdk_timeout, text_of, timeout_key
 from providers.adapters.classify import classify_accepted_error, classify_openai, retry_after_seconds
 from providers.errors import ErrorKind, ProviderError
-from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage, tool_turns_as_text
+from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, StreamEvent, Usage, estimated_usage, tool_turns_as_text
 
 FINISH_REASONS = {
     "stop": FinishReason.STOP,

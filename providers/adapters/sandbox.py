@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-from providers.adapters.base import Clock, estimate_input_tokens
-from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage
+from providers.adapters.base import Clock
+from providers.types import ChatRequest, ChatResult, FinishReason, StreamEvent, Usage, estimate_input_tokens
 
 
 def _reply_words(request: ChatRequest) -> tuple[list[str], FinishReason]:

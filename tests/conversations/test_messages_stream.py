@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 import pytest
 
 from billing.models import UsageRecord
@@ -46,6 +48,12 @@ def test_a_failure_after_the_first_delta_ends_the_stream_with_an_error_event(api
     assert stored.content == "".join(data["text"] for kind, data in events if kind == "delta")
     assert len(simulator.requests()) == 1  # no silent retry that would duplicate text
     assert Message.objects.get(role="user").content == LONG
+    # The provider bills what it generated before the break: metered on an estimate, marked so.
+    record = UsageRecord.objects.get(message_id=stored.pk)
+    assert record.model_name == "claude-haiku-4-5" and record.input_tokens > 0 and record.output_tokens > 0 and record.cost > 0
+    assert stored.cost == record.cost and stored.route_decision["usage_estimated"] is True
+    totals = api_client.get(f"/api/v1/conversations/{conversation_id}").json()["totals"]
+    assert Decimal(totals["cost"]) == record.cost
 
 
 def test_when_every_candidate_fails_before_streaming_it_answers_an_error_status(api_client, conversation_id, simulator):

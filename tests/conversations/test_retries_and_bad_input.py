@@ -115,6 +115,7 @@ def test_a_retry_of_a_streamed_v1_call_is_a_stream_the_sdk_can_read(api_client, 
     assert text(again) == text(first) != ""
     assert again[0]["choices"][0]["delta"]["role"] == "assistant" and again[0]["id"] == first[0]["id"]
     assert again[-1]["usage"] == first[-1]["usage"] and again[-1]["model"] == first[-1]["model"] == "claude-haiku-4-5"
+    assert again[-1]["usage"]["prompt_tokens_details"] == {"cached_tokens": 0, "cache_write_tokens": 0}
     assert len(simulator.requests()) == 1 and UsageRecord.objects.count() == 1
 
 
