@@ -139,6 +139,14 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Staff alerts (a provider key disabled after a 401/403, budget alerts): who gets them, and how mail is sent
+# (EMAIL_URL, e.g. smtp+tls://user:password@mail.example.com:587; the default prints mails to the log).
+STAFF_ALERT_EMAILS = env.list("STAFF_ALERT_EMAILS", default=[])
+ADMINS = [(email, email) for email in env.list("ADMIN_EMAILS", default=[])]
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+SERVER_EMAIL = env("SERVER_EMAIL", default="agencyhub@localhost")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default=SERVER_EMAIL)
+
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)

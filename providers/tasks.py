@@ -106,19 +106,23 @@ def probe_targets() -> list[ProbeTarget]:
     for credential in credentials:
         candidates = by_provider.get(credential.provider_id, [])
         by_pk = {m.pk: m for m in candidates}
-        chosen: list[LLMModel] = []
+        wanted: list[LLMModel] = []  # named by a hook (the models routing can use): every one is probed
         for selector in _selectors:
             try:
-                wanted = list(selector(credential))
+                pks = list(selector(credential))
             except Exception:  # noqa: BLE001 - a broken hook must not stop the probes
                 log.exception("probe model selector %r failed", selector)
                 continue
-            chosen += [by_pk[pk] for pk in wanted if pk in by_pk and by_pk[pk] not in chosen]
-        chosen += [m for m in candidates if m not in chosen]
-        picked = chosen[:per_credential]
+            wanted += [by_pk[pk] for pk in pks if pk in by_pk and by_pk[pk] not in wanted]
+        # then the cheapest others up to `per_credential`, and any whose circuit is not closed
+        picked = wanted + [m for m in candidates if m not in wanted][: max(0, per_credential - len(wanted))]
         picked += [m for m in candidates if (credential.pk, m.pk) in not_closed and m not in picked]
         targets += [ProbeTarget(credential, m) for m in picked]
     return targets
+
+
+UNREADABLE = ProviderError(ErrorKind.INVALID_RESPONSE, "this process cannot decrypt the key (FIELD_ENCRYPTION_KEYS)")
+"""_call's error for a key this process cannot decrypt: reported, never recorded against the credential."""
 
 
 def _probe_request(model: LLMModel) -> ChatRequest:
@@ -136,7 +140,10 @@ def _call(target: ProbeTarget) -> tuple[ProbeTarget, ProviderError | None, int]:
     except ProviderError as exc:
         error = exc
     except DecryptionError as exc:
-        error = ProviderError(ErrorKind.AUTHENTICATION, str(exc))
+        # This worker's FIELD_ENCRYPTION_KEYS cannot read the key: a local misconfiguration, not a rejected key. Not
+        # recorded (an authentication failure would disable a good key for every process; a failure, open its circuit).
+        log.error("probe: credential %s cannot be decrypted here (check FIELD_ENCRYPTION_KEYS): %s", target.credential.pk, exc)
+        error = UNREADABLE
     except Exception as exc:  # noqa: BLE001 - an adapter bug is reported as an invalid response, not a crash of the run
         log.exception("probe of %s / %s raised", target.credential.pk, target.model.model_id)
         error = ProviderError(ErrorKind.INVALID_RESPONSE, f"probe raised {type(exc).__name__}")
@@ -162,6 +169,11 @@ def run_probes(targets: list[ProbeTarget]) -> dict:
         outcomes = list(pool.map(_call, admitted))
     ok = failed = 0
     for target, error, latency in outcomes:  # back on this thread: database writes, no network
+        if error is UNREADABLE:
+            failed += 1
+            results.append({"credential_id": target.credential.pk, "model": target.model.model_id,
+                            "provider": target.model.provider.kind, "outcome": "unreadable_key", "latency_ms": 0})
+            continue
         outcome = "ok" if error is None else error.kind.value
         attempt_record(credential=target.credential, model=target.model, outcome=outcome, latency_ms=latency,
                        error=error, tenant_id=target.credential.tenant_id, probe=True)

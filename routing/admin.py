@@ -111,7 +111,7 @@ class RoutingPolicyAdmin(admin.ModelAdmin):
     @admin.action(description="Run a failover drill (skip each chain's primary)")
     def run_failover_drill(self, request, queryset):
         for policy in queryset.select_related("tenant"):
-            for report in failover_drill(tenant=policy.tenant):
+            for report in failover_drill(tenant=policy.tenant, policy=policy):
                 level = messages.SUCCESS if report["status"] == "ok" else messages.ERROR
                 detail = f"answered by {report['answered_by']} in {report['latency_ms']} ms" if report["status"] == "ok" else report.get("error", "")
                 self.message_user(request, f"{policy}: {report['target']}: {report['status']} — {detail}", level)

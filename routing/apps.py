@@ -13,3 +13,8 @@ class RoutingConfig(AppConfig):
         # entries (a credential disabled after a 401 is invalidated by providers.health itself).
         watch(Provider, Credential, LLMModel, ModelPrice, RoutingPolicy, RoutingRule, RoutingTarget, TargetFallback,
               ComplexityCalibration)
+
+        from providers.tasks import register_probe_models
+        from routing.probes import policy_models
+
+        register_probe_models(policy_models)  # the health probes cover every model a policy can route to

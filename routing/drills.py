@@ -8,7 +8,7 @@ from providers.health import attempt_logs_write
 from providers.types import ChatMessage, ChatRequest
 from routing.executor import AllCandidatesFailed, execute
 from routing.models import RoutingPolicy, RoutingTarget
-from routing.planner import Candidate, Plan, credentials_by_provider, target_models
+from routing.planner import Candidate, Plan, RoutingContext, can_take, credentials_by_provider, target_models
 from tenants.models import Tenant
 
 DRILL_PROMPT = "This is a failover drill. Reply with the single word: ok."
@@ -27,7 +27,10 @@ def _drill_request(candidate: Candidate) -> ChatRequest:
 
 def drill_target(target: RoutingTarget, *, tenant: Tenant | None, allow_agency: bool = True) -> dict:
     creds = credentials_by_provider(tenant, allow_agency)
-    candidates = [Candidate(model=m, credential=c) for m in target_models(target) for c in creds.get(m.provider_id, [])]
+    ctx = RoutingContext(tenant=tenant, text=DRILL_PROMPT, max_output_tokens=8) if tenant is not None else None
+    # Only what real traffic could use: disabled models (or providers) are not a backup.
+    models = [m for m in target_models(target) if m.is_enabled and m.provider.is_enabled and (ctx is None or can_take(m, ctx) is None)]
+    candidates = [Candidate(model=m, credential=c) for m in models for c in creds.get(m.provider_id, [])]
     report: dict = {"target": target.name, "primary": candidates[0].label if candidates else None}
     if len(candidates) < 2:
         return {**report, "status": "failed", "error": "no backup: the chain has fewer than two usable candidates"}
@@ -48,9 +51,11 @@ def drill_target(target: RoutingTarget, *, tenant: Tenant | None, allow_agency: 
     }
 
 
-def failover_drill(*, tenant: Tenant | None = None) -> list[dict]:
-    """One report per chain of the tenant's policy (or of the agency default policy)."""
-    if tenant is not None:
+def failover_drill(*, tenant: Tenant | None = None, policy: RoutingPolicy | None = None) -> list[dict]:
+    """One report per chain of `policy`, else of the tenant's policy (or of the agency default policy)."""
+    if policy is not None:
+        pass
+    elif tenant is not None:
         policy = RoutingPolicy.objects.filter(tenant=tenant).first() or RoutingPolicy.objects.filter(is_agency_default=True).first()
     else:
         policy = RoutingPolicy.objects.filter(is_agency_default=True).first()

@@ -137,6 +137,14 @@ class _Chain:
             retry_in=error.retry_after,
         ))
 
+    def unreadable(self, candidate: Candidate, exc: Exception) -> None:
+        """This process cannot decrypt the key: skip it, loudly, without touching the credential or its circuit."""
+        log.error("credential %s cannot be decrypted here (check FIELD_ENCRYPTION_KEYS): %s", candidate.credential.pk, exc)
+        self.attempts.append(Attempt(
+            candidate=candidate.label, model_id=candidate.model.pk, credential_id=candidate.credential.pk,
+            outcome="skipped", latency_ms=0, error="key cannot be decrypted by this process (FIELD_ENCRYPTION_KEYS)",
+        ))
+
     def succeeded(self, candidate: Candidate, started: float) -> None:
         latency = int((time.perf_counter() - started) * 1000)
         self.success_log = attempt_record(credential=candidate.credential, model=candidate.model, outcome="ok",
@@ -148,10 +156,9 @@ class _Chain:
 
 
 def _adapter(candidate: Candidate):
-    try:
-        return adapter_for_credential(candidate.credential)
-    except DecryptionError as exc:
-        raise ProviderError(ErrorKind.AUTHENTICATION, str(exc)) from exc
+    # A DecryptionError (this process's FIELD_ENCRYPTION_KEYS cannot read the key) propagates to the callers below:
+    # it says nothing about the key itself, so it must never disable the credential for every process.
+    return adapter_for_credential(candidate.credential)
 
 
 def execute(plan: Plan, build_request: RequestFactory, *, tenant_id: int | None = None) -> Execution:
@@ -160,7 +167,12 @@ def execute(plan: Plan, build_request: RequestFactory, *, tenant_id: int | None 
     for candidate in chain:
         started = time.perf_counter()
         try:
-            result = _adapter(candidate).complete(build_request(candidate))
+            adapter = _adapter(candidate)
+        except DecryptionError as exc:
+            chain.unreadable(candidate, exc)
+            continue
+        try:
+            result = adapter.complete(build_request(candidate))
         except ProviderError as error:
             last_error = error
             chain.failed(candidate, error, started)
@@ -194,7 +206,12 @@ def execute_stream(
         sent: list[str] = []
         outcome.current = candidate
         try:
-            for event in _adapter(candidate).stream(build_request(candidate)):
+            adapter = _adapter(candidate)
+        except DecryptionError as exc:
+            chain.unreadable(candidate, exc)
+            continue
+        try:
+            for event in adapter.stream(build_request(candidate)):
                 if event.type == "delta":
                     sent.append(event.text)
                     yield event.text

@@ -127,6 +127,10 @@ class RoutingRule(models.Model):
         return f"{self.policy}: {self.name}"
 
     def clean(self) -> None:
+        if self.metadata_equals in (None, ""):
+            self.metadata_equals = {}  # an emptied admin field: no condition (the column is NOT NULL)
+        if not isinstance(self.metadata_equals, dict):
+            raise ValidationError({"metadata_equals": 'must be a JSON object of key: value pairs, e.g. {"channel": "sales"}'})
         if self.pattern:
             try:
                 re.compile(self.pattern)

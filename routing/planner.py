@@ -140,7 +140,10 @@ def rule_matches(rule: RoutingRule, ctx: RoutingContext, policy: RoutingPolicy, 
         return False
     if rule.needs_vision and not ctx.needs_vision:
         return False
-    for key, expected in (rule.metadata_equals or {}).items():
+    conditions = rule.metadata_equals or {}
+    if not isinstance(conditions, dict):
+        return False  # not a condition we can read (saved around RoutingRule.clean): never fire, never fail the message
+    for key, expected in conditions.items():
         if ctx.metadata.get(key) != expected:
             return False
     if rule.pattern and not re.search(rule.pattern, ctx.text, re.IGNORECASE):
@@ -215,8 +218,12 @@ def credentials_by_provider(tenant: Tenant | None, allow_agency: bool = True) ->
         own = usable.for_tenant(tenant).order_by("pk") if tenant is not None else []
         for credential in own:
             by_provider.setdefault(credential.provider_id, []).append(credential)
-        for credential in usable.agency().order_by("pk"):
-            if allow_agency or credential.provider_id not in by_provider:
+        # A BYOK tenant whose policy forbids agency fallback never gets the agency's keys, not even once its own key
+        # was disabled after a 401 (a disabled own key is still "theirs"): only tenants with no key of their own
+        # at all run on the agency's keys.
+        brings_own = tenant is not None and Credential.objects.for_tenant(tenant).exists()
+        if allow_agency or not brings_own:
+            for credential in usable.agency().order_by("pk"):
                 by_provider.setdefault(credential.provider_id, []).append(credential)
         return {provider_id: tuple(credentials) for provider_id, credentials in by_provider.items()}
 

@@ -43,3 +43,31 @@ def test_the_command_prints_the_report_and_fails_when_a_chain_fails(tenant, poli
     assert exited.value.code == 1
     with pytest.raises(CommandError, match="no tenant"):
         call_command("failover_drill", "--tenant", "nobody", stdout=StringIO(), stderr=StringIO())
+
+
+def test_a_disabled_backup_is_no_backup(tenant, policy):
+    from providers.models import LLMModel
+
+    LLMModel.objects.filter(model_id__in=["gpt-4o-mini", "anthropic/claude-haiku-4.5"]).update(is_enabled=False)
+    (report,) = failover_drill(tenant=tenant)
+    assert report["status"] == "failed" and "no backup" in report["error"]
+
+
+def test_the_admin_action_drills_the_selected_policy(tenant, policy, providers_on_simulator, admin_client):
+    from django.contrib.messages import get_messages
+
+    lonely = RoutingTarget.objects.create(name="Lonely", model=model("openai", "gpt-4o-mini"))
+    override = RoutingPolicy.objects.create(name="Override", default_target=lonely)  # an assistant's, no tenant
+    RoutingPolicy.objects.create(name="Agency", is_agency_default=True, default_target=policy.default_target)
+    response = admin_client.post("/admin/routing/routingpolicy/", {"action": "run_failover_drill", "_selected_action": [override.pk]},
+                                 follow=True)
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert len(shown) == 1 and shown[0].startswith("Override: Lonely: failed")
+
+
+def test_the_health_probes_cover_every_model_a_policy_routes_to(tenant, policy, settings):
+    from providers.tasks import probe_targets
+
+    settings.PROBE_MODELS_PER_CREDENTIAL = 1
+    probed = {(t.credential.provider.kind, t.model.model_id) for t in probe_targets()}
+    assert {("anthropic", "claude-haiku-4-5"), ("openai", "gpt-4o-mini"), ("openrouter", "anthropic/claude-haiku-4.5")} <= probed

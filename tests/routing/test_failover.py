@@ -110,3 +110,34 @@ def test_context_too_long_moves_only_to_a_larger_window(api_client, conversation
     # gpt-4o-mini's window is smaller than the one that just overflowed: straight to a larger one
     assert reply["model"] == "anthropic/claude-haiku-4.5"
     assert [a["outcome"] for a in reply["route"]["attempts"]] == ["context_too_long", "ok"]
+
+
+def test_a_key_this_process_cannot_decrypt_is_skipped_and_stays_enabled(api_client, conversation, simulator):
+    from cryptography.fernet import Fernet
+
+    from providers.tasks import probe_providers
+
+    anthropic = Credential.objects.get(provider__kind="anthropic")
+    # As if stored by a process with another FIELD_ENCRYPTION_KEYS (an out-of-date .env on a worker).
+    Credential.objects.filter(pk=anthropic.pk).update(encrypted_key=Fernet(Fernet.generate_key()).encrypt(b"sk-x").decode())
+    reply = post_message(api_client, conversation).json()
+    assert reply["provider"] == "openai"
+    assert reply["route"]["attempts"][0]["outcome"] == "skipped" and "decrypt" in reply["route"]["attempts"][0]["error"]
+    report = probe_providers()
+    assert {r["outcome"] for r in report["results"] if r["credential_id"] == anthropic.pk} == {"unreadable_key"}
+    anthropic.refresh_from_db()
+    assert anthropic.is_enabled and not anthropic.needs_attention and anthropic.disabled_reason == ""
+    assert anthropic_calls(simulator) == 0
+
+
+def test_a_byok_tenant_without_agency_fallback_never_runs_on_the_agency_keys(api_client, conversation, simulator, tenant, routed_policy):
+    routed_policy.allow_agency_fallback = False
+    routed_policy.save()
+    own = credential_set(kind="anthropic", key="sk-own-anthropic", label="own", tenant=tenant)
+    simulator.add_fault(provider="anthropic", fault="overloaded")
+    response = post_message(api_client, conversation)
+    assert response.status_code == 503  # its only key failed: no agency key for the other providers either
+    assert not any(r["headers"]["authorization"].startswith("Bearer sk-agency") for r in simulator.requests())
+    Credential.objects.filter(pk=own.pk).update(is_enabled=False)  # e.g. disabled after a 401: still the tenant's
+    response = post_message(api_client, conversation)
+    assert response.status_code == 503 and not UsageRecord.objects.filter(ownership="agency").exists()

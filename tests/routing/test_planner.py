@@ -1,9 +1,11 @@
 """Every condition and strategy of the planner, through plan_route (real catalogue, real credentials)."""
 
+import json
 from decimal import Decimal
 
 import pytest
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from billing.models import UsageRecord
@@ -166,8 +168,8 @@ def test_byok_credentials_come_first_and_agency_fallback_can_be_forbidden(tenant
     assert plan.candidates[0].credential == own and plan.candidates[1].credential.tenant is None
     routed_policy.allow_agency_fallback = False
     routed_policy.save()
-    anthropic = [c for c in plan_route(ctx(tenant)).candidates if c.model.provider.kind == "anthropic"]
-    assert [c.credential for c in anthropic] == [own]
+    candidates = plan_route(ctx(tenant)).candidates
+    assert [c.credential for c in candidates] == [own]  # no agency key, on any provider
 
 
 def test_an_assistant_override_policy_wins(tenant, routed_policy, targets):
@@ -199,3 +201,19 @@ def test_before_any_calibration_a_share_rule_uses_the_training_percentile(tenant
     assert score(hard) > share_threshold(20)
     plan = plan_route(ctx(tenant, text=hard))
     assert first(plan) == "claude-opus-4-8" and plan.details["complexity_threshold"] == share_threshold(20)
+
+
+@pytest.mark.parametrize("value", ['"sales"', "[1]", "3"])
+def test_a_metadata_condition_must_be_a_json_object(tenant, routed_policy, targets, value):
+    from routing.models import RoutingRule
+
+    rule = RoutingRule(policy=routed_policy, target=targets["premium"], name="bad", metadata_equals=json.loads(value))
+    with pytest.raises(ValidationError, match="JSON object"):
+        rule.full_clean()
+    rule = RoutingRule(policy=routed_policy, target=targets["premium"], name="emptied", metadata_equals=None)
+    rule.full_clean()
+    assert rule.metadata_equals == {}
+    # One stored before this check (or written around it) never fires, and never fails every message with a 500.
+    add_rule(routed_policy, targets["premium"], name="legacy", metadata_equals={"channel": "sales"})
+    RoutingRule.objects.filter(name="legacy").update(metadata_equals=json.loads(value))
+    assert first(plan_route(ctx(tenant, metadata={"channel": "sales"}))) == "claude-haiku-4-5"
