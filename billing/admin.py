@@ -202,7 +202,12 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Issue (number and freeze)", permissions=["change"])
     def issue(self, request, queryset):
-        issued = [invoice_issue(invoice=invoice) for invoice in queryset.filter(status=InvoiceStatus.DRAFT).order_by("pk")]
+        issued = []
+        for invoice in queryset.filter(status=InvoiceStatus.DRAFT).order_by("pk"):
+            try:
+                issued.append(invoice_issue(invoice=invoice))
+            except InvoiceError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
         self.message_user(request, f"Issued {len(issued)} invoice(s): {', '.join(i.number for i in issued) or '-'}.")
 
     @admin.action(description="Cancel with a credit note (then regenerate the month)", permissions=["change"])

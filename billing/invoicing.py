@@ -32,7 +32,7 @@ from billing.models import (
     KeyOwnership,
 )
 from billing.rollup import rollup_usage
-from billing.services import billed_amount
+from billing.services import billed_amount, tenant_local_date
 from tenants.models import Tenant
 
 CENT = Decimal("0.01")
@@ -49,9 +49,12 @@ class InvoiceError(Exception):
 def parse_month(value: str) -> date:
     """The first day of a month written YYYY-MM (ValueError otherwise): the form, the command and the finance page."""
     try:
-        return date.fromisoformat(f"{value.strip()}-01")
+        first = date.fromisoformat(f"{value.strip()}-01")
     except ValueError:
         raise ValueError(f"{value!r} is not a month written YYYY-MM") from None
+    if first.year >= 9999:  # month_bounds needs the next month
+        raise ValueError(f"{value!r} is out of range")
+    return first
 
 
 def month_bounds(month: date) -> tuple[date, date]:
@@ -59,6 +62,11 @@ def month_bounds(month: date) -> tuple[date, date]:
     start = month.replace(day=1)
     end = (start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     return start, end
+
+
+def month_has_ended(tenant: Tenant, month: date) -> bool:
+    """Whether the month is over in the tenant's time zone (only then can its invoice be complete)."""
+    return month_bounds(month)[1] < tenant_local_date(tenant, timezone.now())
 
 
 def to_cents(amount: Decimal) -> Decimal:
@@ -123,8 +131,8 @@ def _invoice_build(tenant: Tenant, start: date, end: date, lines: list[_LineData
             markup_percent=tenant.byok_fee_percent if byok else tenant.markup_percent, amount=to_cents(amount),
             **{**line.sums, "provider_cost": provider_cost},
         ))
-    invoice.provider_cost = sum((line.provider_cost for line in new_lines), Decimal("0"))
-    invoice.subtotal = sum((line.amount for line in new_lines), Decimal("0"))
+    invoice.provider_cost = sum((line.provider_cost for line in new_lines), Decimal("0.00000000"))
+    invoice.subtotal = sum((line.amount for line in new_lines), Decimal("0.00"))
     invoice.total = invoice.subtotal
     invoice.generated_at = timezone.now()
     invoice.save()
@@ -183,6 +191,9 @@ def invoice_issue(*, invoice: Invoice) -> Invoice:
         return invoice
     if invoice.status != InvoiceStatus.DRAFT:
         raise InvoiceError(f"{invoice} is {invoice.status} and cannot be issued")
+    if invoice.kind == InvoiceKind.INVOICE and not month_has_ended(invoice.tenant, invoice.period_start):
+        # Issuing freezes the invoice: the rest of the month's usage would never be billed.
+        raise InvoiceError(f"{invoice}: {invoice.period_start:%Y-%m} has not ended in {invoice.tenant.timezone}; issue it once it has")
     now = timezone.now()
     invoice.number = _next_number(timezone.localdate(now).year)
     invoice.status = InvoiceStatus.ISSUED

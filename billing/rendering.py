@@ -51,6 +51,11 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     return HTML(string=invoice_html(invoice)).write_pdf()
 
 
+def _plain(value):
+    """Decimals in plain notation (a zero read from numeric(18, 8) is Decimal('0E-8'))."""
+    return format(value, "f") if isinstance(value, Decimal) else value
+
+
 def invoice_csv(invoice: Invoice) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -60,8 +65,8 @@ def invoice_csv(invoice: Invoice) -> str:
     for line in invoice.lines.all():
         writer.writerow(head + [
             line.section, line.provider_kind, line.model_name, line.calls, line.input_tokens, line.output_tokens,
-            line.cached_input_tokens, line.cache_write_tokens, line.reasoning_tokens, line.provider_cost,
-            line.markup_percent, line.amount, invoice.currency,
+            line.cached_input_tokens, line.cache_write_tokens, line.reasoning_tokens, _plain(line.provider_cost),
+            _plain(line.markup_percent), _plain(line.amount), invoice.currency,
         ])
-    writer.writerow(head + ["total", "", "", "", "", "", "", "", "", invoice.provider_cost, "", invoice.total, invoice.currency])
+    writer.writerow(head + ["total", "", "", "", "", "", "", "", "", _plain(invoice.provider_cost), "", _plain(invoice.total), invoice.currency])
     return out.getvalue()

@@ -41,6 +41,7 @@ FROM (
 # Enough memory for the month's groups to be hashed in one pass (PostgreSQL's default, 4 MB, makes it sort a
 # month's ledger instead). Local to the roll-up's transaction.
 ROLLUP_WORK_MEM = "256MB"
+ROLLUP_LOCK_KEY = 0x41480001  # pg_advisory_xact_lock key of the roll-up ("AH" 0001)
 
 
 def rollup_usage(*, start: date, end: date | None = None, tenant_ids: Iterable[int] | None = None) -> int:
@@ -56,6 +57,11 @@ def rollup_usage(*, start: date, end: date | None = None, tenant_ids: Iterable[i
     if ids is not None:
         stale = stale.filter(tenant_id__in=ids)
     with transaction.atomic():
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # One roll-up at a time (nightly task, generate_invoices, the admin): two concurrent delete-then-insert
+                # runs over the same days otherwise both insert and the second fails on uniq_daily_usage.
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ROLLUP_LOCK_KEY])
         stale.delete()
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":

@@ -199,6 +199,10 @@ def can_take(model: LLMModel, ctx: RoutingContext) -> str | None:
     """Why this model cannot take the request, or None."""
     if not model.is_enabled or not model.provider.is_enabled:
         return "disabled"
+    try:
+        price_in_force(model, model_prices(model), timezone.now())
+    except NoPriceError:
+        return "no price in force"  # its call could not be billed: never send it to the provider
     if ctx.needs_tools and not model.has_capability(Capability.TOOLS):
         return "no tools"
     if ctx.needs_vision and not model.has_capability(Capability.VISION):

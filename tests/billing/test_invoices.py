@@ -7,7 +7,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -36,6 +36,15 @@ pytestmark = pytest.mark.django_db
 
 NOVEMBER = date(2026, 11, 1)
 CENT = Decimal("0.01")
+
+
+@pytest.fixture(autouse=True)
+def in_december(monkeypatch):
+    """November's invoices are issued once November is over (in every client's time zone): these tests run in early
+    December 2026 (the clock keeps moving, shifted)."""
+    real_now = timezone.now
+    shift = datetime(2026, 12, 5, 9, tzinfo=UTC) - real_now()
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + shift)
 
 
 def cents(value: Decimal) -> Decimal:
@@ -479,3 +488,49 @@ def test_months_are_read_one_way_everywhere():
     for bad in ("2026-13", "11/2026", "2026-11-05", ""):
         with pytest.raises(ValueError, match="YYYY-MM"):
             parse_month(bad)
+
+
+# --- a month is invoiced once it is over ------------------------------------------------------------------------
+
+
+def test_a_month_that_has_not_ended_for_the_client_cannot_be_issued(acme, models, monkeypatch, admin_client):
+    from django.contrib.messages import get_messages
+
+    tokyo = make_tenant("tokyo", tz="Asia/Tokyo")
+    call(tokyo, models["mini"], nov(10))
+    call(acme, models["mini"], nov(10))
+    real_now = timezone.now
+    shift = datetime(2026, 11, 30, 20, tzinfo=UTC) - real_now()  # December 1 in Tokyo, still November in UTC
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + shift)
+    assert invoice_issue(invoice=invoice_generate(tenant=tokyo, month=NOVEMBER)).number
+    draft = invoice_generate(tenant=acme, month=NOVEMBER)
+    with pytest.raises(InvoiceError, match="has not ended"):
+        invoice_issue(invoice=draft)
+    with pytest.raises(CommandError, match="has not ended for acme"):
+        call_command("generate_invoices", "--month", "2026-11", "--issue", stdout=io.StringIO(), stderr=io.StringIO())
+    response = admin_client.post("/admin/billing/invoice/", {"action": "issue", "_selected_action": [draft.pk]}, follow=True)
+    assert response.status_code == 200 and any("has not ended" in str(m) for m in get_messages(response.wsgi_request))
+    assert Invoice.objects.get(pk=draft.pk).status == InvoiceStatus.DRAFT and Invoice.objects.filter(number__gt="").count() == 1
+    with pytest.raises(CommandError, match="has not started"):
+        call_command("generate_invoices", "--month", "2027-03", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+@pytest.mark.parametrize("args, message", [(["--month", "9999-12"], "out of range"), (["--month", ""], "YYYY-MM"),
+                                           (["--tenant", ""], "no tenant")])
+def test_odd_command_arguments_are_clear_errors(acme, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("generate_invoices", *args, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_the_csv_writes_zero_amounts_plainly(acme, models):
+    call(acme, models["mini"], nov(3), input_tokens=0, output_tokens=0)
+    text = invoice_csv(invoice_generate(tenant=acme, month=NOVEMBER))
+    assert "E-" not in text and ",0.00000000," in text
+
+
+def test_finance_generates_and_issues_invoices_in_the_admin(client, finance_user, acme_month):
+    client.force_login(finance_user)
+    assert client.post("/admin/billing/invoice/generate/", {"month": "2026-11"}).status_code == 302
+    draft = Invoice.objects.get(tenant=acme_month)
+    client.post("/admin/billing/invoice/", {"action": "issue", "_selected_action": [draft.pk]})
+    assert Invoice.objects.get(pk=draft.pk).status == InvoiceStatus.ISSUED

@@ -141,3 +141,17 @@ def test_a_byok_tenant_without_agency_fallback_never_runs_on_the_agency_keys(api
     Credential.objects.filter(pk=own.pk).update(is_enabled=False)  # e.g. disabled after a 401: still the tenant's
     response = post_message(api_client, conversation)
     assert response.status_code == 503 and not UsageRecord.objects.filter(ownership="agency").exists()
+
+
+def test_a_model_with_no_price_in_force_is_never_called(api_client, conversation, simulator):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from providers.models import ModelPrice
+
+    haiku = model("anthropic", "claude-haiku-4-5")
+    ModelPrice.objects.filter(model=haiku).update(valid_from=timezone.now() + timedelta(days=3))  # not in force yet
+    reply = post_message(api_client, conversation).json()
+    assert reply["provider"] == "openai" and anthropic_calls(simulator) == 0
+    assert UsageRecord.objects.get(message_id=reply["id"]).model_name == "gpt-4o-mini"

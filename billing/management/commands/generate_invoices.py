@@ -6,7 +6,7 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from billing.invoicing import invoice_issue, invoices_generate, parse_month
+from billing.invoicing import InvoiceError, invoice_issue, invoices_generate, month_has_ended, parse_month
 from billing.models import Invoice, InvoiceStatus
 from tenants.models import Tenant
 
@@ -23,15 +23,17 @@ class Command(BaseCommand):
         parser.add_argument("--issue", action="store_true", help="issue the drafts (gapless numbers; irreversible)")
 
     def handle(self, *args, month: str | None, tenant: str | None, issue: bool, **options):
-        if month:
+        if month is not None:
             try:
                 first = parse_month(month)
             except ValueError as exc:
                 raise CommandError(f"--month is YYYY-MM: {exc}") from exc
         else:
             first = (timezone.localdate().replace(day=1) - timedelta(days=1)).replace(day=1)
+        if first > timezone.localdate(timezone.now() + timedelta(days=1)).replace(day=1):
+            raise CommandError(f"--month {first:%Y-%m} has not started in any time zone yet")
         only = None
-        if tenant:
+        if tenant is not None:
             only = Tenant.objects.filter(slug=tenant).first()
             if only is None:
                 raise CommandError(f"no tenant {tenant!r}")
@@ -44,8 +46,18 @@ class Command(BaseCommand):
 
         invoices = invoices_generate(month=first, tenants=[only] if only else None, progress=progress)
         if issue:
-            invoices = [invoice_issue(invoice=i) if i.status == InvoiceStatus.DRAFT else i for i in invoices]
-            self.stderr.write(f"issued {len(invoices)} invoice(s)")
+            not_ended = [i.tenant.slug for i in invoices if i.status == InvoiceStatus.DRAFT and not month_has_ended(i.tenant, first)]
+            if not_ended:
+                raise CommandError(f"{first:%Y-%m} has not ended for {', '.join(not_ended)}: drafts built, nothing issued")
+            issued = 0
+            for index, each in enumerate(invoices):
+                if each.status == InvoiceStatus.DRAFT:
+                    try:
+                        invoices[index] = invoice_issue(invoice=each)
+                    except InvoiceError as exc:
+                        raise CommandError(str(exc)) from exc
+                    issued += 1
+            self.stderr.write(f"issued {issued} invoice(s)")
 
         totals: dict[str, Decimal] = {}
         for invoice in invoices:
