@@ -40,7 +40,7 @@ def message_payload(message: Message) -> dict:
                 "currency": "USD",
                 "latency_ms": message.latency_ms,
                 "ttft_ms": message.ttft_ms,
-                "route": {"reason": message.route_reason, "attempts": message.route_decision.get("attempts", [])} if message.route_reason else None,
+                "route": _route(message) if message.route_reason else None,
                 "tool_calls": message.route_decision.get("tool_calls") or None,
                 "completed_at": _iso(message.completed_at),
                 "error": {"code": message.error_code, "message": message.error_detail} if message.status == "failed" else None,
@@ -50,6 +50,17 @@ def message_payload(message: Message) -> dict:
         payload["escalate"] = message.escalate
         payload["metadata"] = message.metadata
     return payload
+
+
+ROUTE_FIELDS = ("policy", "rule", "complexity", "complexity_threshold", "target", "strategy", "excluded", "candidates",
+                "attempts", "usage_estimated")
+"""What a reply's `route` shows of its stored decision (Message.route_decision), besides the reason."""
+
+
+def _route(message: Message) -> dict:
+    decision = message.route_decision or {}
+    return {"reason": message.route_reason, "attempts": [],
+            **{name: decision[name] for name in ROUTE_FIELDS if name in decision}}
 
 
 def conversation_payload(conversation: Conversation, messages: list[Message] | None = None) -> dict:

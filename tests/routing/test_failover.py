@@ -31,6 +31,10 @@ def test_the_decision_record_is_stored_with_the_reply(api_client, conversation, 
     assert decision["attempts"][0]["outcome"] == "ok"
     assert stored.complexity_score is not None and decision["complexity"] == stored.complexity_score
     assert reply["route"]["reason"] == "rule 'escalation' -> Premium chain"
+    route = reply["route"]  # the API shows the decision, not only the reason
+    assert (route["rule"], route["target"], route["complexity"]) == ("escalation", "Premium chain", stored.complexity_score)
+    assert route["candidates"] == decision["candidates"] and route["attempts"] == decision["attempts"]
+    assert "answer" not in route and "tool_calls" not in route
 
 
 def test_an_open_circuit_is_skipped_without_calling_the_provider(api_client, conversation, simulator):
