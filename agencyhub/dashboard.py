@@ -40,6 +40,7 @@ from tenants.models import Tenant
 
 MONEY_PERMISSION = "billing.view_usagerecord"
 MODEL_WINDOW = timedelta(hours=24)
+HOUR = timedelta(hours=1)
 ZERO = Decimal("0")
 TOKENS = F("input_tokens") + F("output_tokens") + F("cached_input_tokens") + F("cache_write_tokens")
 PROMPT_TOKENS = F("input_tokens") + F("cached_input_tokens") + F("cache_write_tokens")
@@ -213,6 +214,11 @@ def model_figures(*, now: datetime | None = None, window: timedelta = MODEL_WIND
     end = now or timezone.now()
     start = end - window
     health = {row["model_id"]: row for row in health_summary(window, now=end, include_probes=False)}
+    # The last hour too, and availability over both windows with the health probes counted (they are the signal
+    # when a model has no traffic).
+    hour = {row["model_id"]: row for row in health_summary(HOUR, now=end, include_probes=False)}
+    up = {name: {row["model_id"]: row["availability"] for row in health_summary(span, now=end)}
+          for name, span in (("day", window), ("hour", HOUR))}
 
     # local_date is within a day of the UTC date (UTC-12 .. UTC+14): it bounds the scan to the index range.
     ledger = {
@@ -232,7 +238,7 @@ def model_figures(*, now: datetime | None = None, window: timedelta = MODEL_WIND
             message__created_at__gte=start, message__created_at__lte=end, message__model__isnull=False,
         ).values("message__model_id").annotate(total=Count("id"), up=Count("id", filter=Q(rating=1))).order_by()
     }
-    ids = set(health) | set(ledger) | set(feedback)
+    ids = set(health) | set(ledger) | set(feedback) | set(up["day"])
     names = {m["id"]: m for m in LLMModel.objects.filter(pk__in=ids).values("id", "model_id", "display_name", "provider__kind")}
     out = []
     for pk in ids:
@@ -244,6 +250,11 @@ def model_figures(*, now: datetime | None = None, window: timedelta = MODEL_WIND
             "requests": h.get("requests", 0), "errors": h.get("errors", 0),
             "error_rate": h.get("error_rate") if h else None,
             "latency_p50_ms": h.get("latency_p50_ms"), "latency_p95_ms": h.get("latency_p95_ms"),
+            "availability": up["day"].get(pk), "hour": {
+                "requests": hour.get(pk, {}).get("requests", 0), "error_rate": hour[pk]["error_rate"] if pk in hour else None,
+                "latency_p50_ms": hour.get(pk, {}).get("latency_p50_ms"), "latency_p95_ms": hour.get(pk, {}).get("latency_p95_ms"),
+                "availability": up["hour"].get(pk),
+            },
             "feedback": fb.get("total", 0), "thumbs_up": fb.get("up", 0), "thumbs_up_rate": _ratio(fb.get("up", 0), fb.get("total", 0)),
             "calls": lg.get("calls", 0), "cost": _cost(lg.get("total_cost")), "conversations": conversations,
             "cost_per_conversation": _cost(lg["conversation_cost"] / conversations) if conversations else None,

@@ -184,6 +184,10 @@ def test_model_figures_last_24_hours(world):
     # 0.3085 on conversations A and B (the BYOK call has no conversation)
     assert cheap["conversations"] == 2 and cheap["cost_per_conversation"] == D("0.15425")
 
+    # Availability counts the health probes (the 4 h old one: 9 ok of 11); the last hour is its own window.
+    assert cheap["availability"] == 0.818182
+    assert cheap["hour"] == {"requests": 6, "error_rate": 0.0, "latency_p50_ms": 350.0, "latency_p95_ms": 575.0, "availability": 1.0}
+
     assert (premium["requests"], premium["errors"], premium["error_rate"]) == (4, 0, 0.0)
     assert premium["latency_p50_ms"] == 2500.0 and premium["latency_p95_ms"] == 3850.0
     assert (premium["thumbs_up"], premium["feedback"], premium["thumbs_up_rate"]) == (0, 1, 0.0)
@@ -241,6 +245,7 @@ def test_admin_index_renders_the_dashboard(admin_client, today_world):
     model_row = re.search(r'<tr class="dash-model" data-model="sandbox:cheap">(.*?)</tr>', html, re.S).group(1)
     assert "<td>2</td>" in model_row and "0.0 %" in model_row and "200 ms" in model_row and "290 ms" in model_row
     assert "$0.0090" in model_row  # cost per conversation
+    assert "req · " in model_row and " up</td>" in model_row  # the last hour's figures
     assert html.count('class="dash-breaker"') == 1
     assert "old openai key" in html and "needs attention" in html
     # the app list is still there, below the dashboard
