@@ -39,7 +39,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
         "latency_ms",
     )
     # "ownership" is the BYOK filter; the provider's comes from the fixed list of kinds (no DISTINCT over the ledger).
-    list_filter = ("ownership", ProviderKindFilter, SlowFilter, "tenant", "model")
+    list_filter = ("ownership", ProviderKindFilter, SlowFilter, "usage_estimated", "tenant", "model")
     list_select_related = ("tenant",)
     date_hierarchy = "created_at"
     ordering = ("-created_at",)

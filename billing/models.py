@@ -44,6 +44,10 @@ class UsageRecord(models.Model):
     price = models.ForeignKey("providers.ModelPrice", on_delete=models.PROTECT, related_name="+")
     cost = models.DecimalField(max_digits=18, decimal_places=8, help_text="At the list price in force, USD.")
     provider_reported_cost = models.DecimalField(max_digits=18, decimal_places=8, null=True, blank=True)
+    usage_estimated = models.BooleanField(
+        default=False, help_text="The provider reported no usage (a stream without it, or broken mid-reply): the token "
+        "counts are an estimate, about 4 characters a token.",
+    )
     latency_ms = models.PositiveIntegerField(default=0)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     request_id = models.CharField(max_length=200, blank=True)

@@ -52,6 +52,7 @@ def usage_record_build(
         price=price,
         cost=price.cost(usage),
         provider_reported_cost=result.provider_cost,
+        usage_estimated=usage.estimated,
         latency_ms=result.latency_ms,
         ttft_ms=result.ttft_ms,
         request_id=result.request_id[:200],
