@@ -616,6 +616,12 @@ def validate(provider: str, body: dict, *, count_tokens: bool = False) -> tuple[
                 return invalid_request(provider, "max_tokens: Input should be greater than or equal to 1")
         if "temperature" in body and body["model"] in ANTHROPIC_NO_TEMPERATURE:
             return invalid_request(provider, f"`temperature` is deprecated for this model ({body['model']}).")
+        t = body.get("temperature")
+        if isinstance(t, (int, float)) and not 0 <= t <= 1:
+            return invalid_request(provider, "temperature: Input should be less than or equal to 1")
+        for sequence in body.get("stop_sequences") or []:
+            if not str(sequence).strip():
+                return invalid_request(provider, "stop_sequences: each stop sequence must contain non-whitespace")
         return None
 
     model = body.get("model")
@@ -636,6 +642,11 @@ def validate(provider: str, body: dict, *, count_tokens: bool = False) -> tuple[
                 "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
                 code="unsupported_parameter",
                 param="max_tokens",
+            )
+        if body.get("stop") is not None:
+            return invalid_request(
+                provider, "Unsupported parameter: 'stop' is not supported with this model.",
+                code="unsupported_parameter", param="stop",
             )
         t = body.get("temperature")
         if t is not None and t != 1:

@@ -171,6 +171,11 @@ def test_anthropic_validation(simulator, claude):
     assert exc.value.type == "invalid_request_error" and "temperature" in str(exc.value)
     ok = claude.messages.create(model=CLAUDE, max_tokens=10, messages=_user(), extra_body={"temperature": 0.2})
     assert ok.stop_reason == "end_turn"
+    # As the real API: temperature is 0..1 (OpenAI's is 0..2), and a stop sequence must hold more than whitespace.
+    for extra, words in (({"temperature": 1.5}, "less than or equal to 1"), ({"stop_sequences": ["\n"]}, "non-whitespace")):
+        with pytest.raises(anthropic.BadRequestError) as exc:
+            claude.messages.create(model=CLAUDE, max_tokens=10, messages=_user(), extra_body=extra)
+        assert words in str(exc.value)
 
 
 def test_anthropic_count_tokens(claude):
@@ -234,6 +239,9 @@ def test_openai_reasoning_models(oai, model):
     with pytest.raises(openai.BadRequestError) as exc:
         oai.chat.completions.create(model=model, messages=_user(), temperature=0.2)
     assert exc.value.code == "unsupported_value"
+    with pytest.raises(openai.BadRequestError) as exc:
+        oai.chat.completions.create(model=model, messages=_user(), stop=["END"])
+    assert exc.value.code == "unsupported_parameter" and exc.value.param == "stop"
     c = oai.chat.completions.create(model=model, messages=_user(), temperature=1, max_completion_tokens=100)
     out = len(_expected(model).split())
     assert c.usage.completion_tokens_details.reasoning_tokens == 2 * out
