@@ -92,7 +92,8 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
 
 
 def _conversation_for(request: Request, user: str) -> Conversation:
-    """The conversation a call belongs to; unsaved if it is a new one (message_post stores it with the messages)."""
+    """The conversation a call belongs to; unsaved if it is a new one (message_post stores it with the messages).
+    The browser origin is checked against its assistant before anything is stored."""
     tenant = request.user.tenant
     scoped = scoped_assistant(request)
     assistant = scoped or access_assistant(tenant=tenant)
@@ -105,17 +106,22 @@ def _conversation_for(request: Request, user: str) -> Conversation:
         except ValueError:
             found = None
         if found is not None:
+            check_origin(request, found.assistant)
             return found
         ref = f"conv:{header[:240]}"
     elif user:
         ref = f"user:{user[:240]}"
     else:
         # A new conversation: stored with its first messages, in message_post's one statement.
+        check_origin(request, assistant)
         return Conversation(tenant=tenant, assistant=assistant, metadata={"source": "openai"})
+    check_origin(request, assistant)  # before a grouping conversation is created for this call
     conversation = _grouped(tenant, ref, assistant, user)
     if scoped is not None and conversation.assistant_id != scoped.pk:
         # The same `user` (or id) already groups another assistant's calls: this key gets a conversation of its own.
         conversation = _grouped(tenant, f"{ref[:235]}@a{scoped.pk}", assistant, user)
+    elif conversation.assistant_id != assistant.pk:
+        check_origin(request, conversation.assistant)  # an existing group of another assistant: its origins
     return conversation
 
 
@@ -162,7 +168,6 @@ class ChatCompletions(APIView):
     def post(self, request: Request):
         overrides, stream, include_usage, last_text = parse_request(request.data)
         conversation = _conversation_for(request, request.data.get("user") or "")
-        check_origin(request, conversation.assistant)
         images = overrides.messages[-1].images
         posted = message_post(
             tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",

@@ -3,7 +3,7 @@
 import pytest
 
 from billing.models import UsageRecord
-from conversations.models import ApiKeyScope, Assistant, Feedback, Message
+from conversations.models import ApiKeyScope, Assistant, Conversation, Feedback, Message
 from tenants.models import ApiKey
 from tests.conversations.conftest import post_message, sse_events
 
@@ -113,9 +113,11 @@ def test_a_disallowed_origin_gets_403_on_every_endpoint_and_no_provider_is_calle
     reply_id = _reply_id(web_client)
     simulator.clear_requests()
     messages, usage = Message.objects.count(), UsageRecord.objects.count()
+    conversations = Conversation.objects.count()
     evil = {"Origin": EVIL}
     for response in (
         web_client.post("/v1/chat/completions", CHAT, format="json", headers=evil),
+        web_client.post("/v1/chat/completions", {**CHAT, "user": "visitor-9"}, format="json", headers=evil),
         web_client.post("/v1/chat/completions", {**CHAT, "stream": True}, format="json", headers=evil),
         web_client.get(f"/api/v1/messages/{reply_id}", headers=evil),
         web_client.post(f"/api/v1/messages/{reply_id}/feedback", {"rating": -1}, format="json", headers=evil),
@@ -129,6 +131,7 @@ def test_a_disallowed_origin_gets_403_on_every_endpoint_and_no_provider_is_calle
         assert "Access-Control-Allow-Origin" not in response
     assert simulator.requests() == []
     assert Message.objects.count() == messages and UsageRecord.objects.count() == usage
+    assert Conversation.objects.count() == conversations  # not even an empty one for the `user` grouping
     assert not Feedback.objects.exists()
 
 
