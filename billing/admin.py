@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from tenants.admin_paginator import EstimatedCountPaginator
@@ -107,9 +108,12 @@ class GenerateInvoicesForm(forms.Form):
 
     def clean_month(self) -> date:
         try:
-            return parse_month(self.cleaned_data["month"])
+            first = parse_month(self.cleaned_data["month"])
         except ValueError:
             raise forms.ValidationError("Enter a month as YYYY-MM.") from None
+        if first > timezone.localdate(timezone.now() + timedelta(days=1)).replace(day=1):
+            raise forms.ValidationError(f"{first:%Y-%m} has not started in any time zone yet.")
+        return first
 
 
 @admin.register(Invoice)

@@ -115,10 +115,22 @@ class CredentialForm(forms.ModelForm):
         model = Credential
         fields = ("provider", "tenant", "label", "is_enabled")
 
+    def clean_api_key(self):
+        key = self.cleaned_data.get("api_key") or ""
+        if key and not all(0x21 <= ord(ch) <= 0x7E for ch in key):
+            raise forms.ValidationError("A provider key may contain only visible ASCII characters (no spaces, no control characters).")
+        return key
+
     def clean(self):
         cleaned = super().clean()
         if not self.instance.pk and not cleaned.get("api_key"):
             self.add_error("api_key", "A new credential needs its API key.")
+        provider, label = cleaned.get("provider"), cleaned.get("label")
+        if provider and label and cleaned.get("tenant") is None:
+            # uniq_credential_label does not hold for agency keys: PostgreSQL treats NULL tenants as distinct.
+            clash = Credential.objects.filter(provider=provider, tenant__isnull=True, label=label).exclude(pk=self.instance.pk)
+            if clash.exists():
+                self.add_error("label", "The agency already has a credential with this provider and label: change its key instead.")
         return cleaned
 
     def save(self, commit=True):

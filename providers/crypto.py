@@ -52,4 +52,7 @@ def rotate(token: str) -> str:
     try:
         return fernet().rotate(token.encode()).decode()
     except InvalidToken as exc:
-        raise DecryptionError("Cannot rotate a stored provider key: no configured key decrypts it.") from exc
+        raise DecryptionError(
+            "Cannot rotate a stored provider key: none of FIELD_ENCRYPTION_KEYS decrypts it (keep the old key after "
+            "the new one until rotate_encryption_key has run)."
+        ) from exc

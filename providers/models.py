@@ -3,7 +3,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+from urllib.parse import urlsplit
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -40,6 +42,23 @@ class Provider(models.Model):
 
     def __str__(self) -> str:
         return self.get_kind_display()
+
+    def clean(self) -> None:
+        # URLField accepts ftp://, control characters and port 99999; the SDKs' HTTP client then raises at call
+        # time (httpx2.InvalidURL), outside the failover loop.
+        if not self.base_url:
+            return
+        if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in self.base_url):
+            raise ValidationError({"base_url": "The base URL contains a space or control character."})
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https"):
+            raise ValidationError({"base_url": "The base URL must start with http:// or https://."})
+        try:
+            parts.port
+        except ValueError:
+            raise ValidationError({"base_url": "The base URL's port must be 1-65535."}) from None
+        if parts.username or parts.password:
+            raise ValidationError({"base_url": "Put no credentials in the base URL: store the key with set_credential."})
 
 
 class CredentialQuerySet(models.QuerySet):
@@ -93,6 +112,10 @@ class Credential(models.Model):
         plain = plain.strip()
         if not plain:
             raise ValueError("A provider key cannot be empty.")
+        # The key goes into an HTTP header: httpx2 raises UnicodeEncodeError / LocalProtocolError at call time
+        # (a 500, no failover) for anything but visible ASCII.
+        if not all(0x21 <= ord(ch) <= 0x7E for ch in plain):
+            raise ValueError("A provider key may contain only visible ASCII characters (no spaces, no control characters).")
         self.encrypted_key = crypto.encrypt(plain)
         self.key_last4 = plain[-4:]
 

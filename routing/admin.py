@@ -108,7 +108,7 @@ class RoutingPolicyAdmin(admin.ModelAdmin):
     inlines = [RoutingRuleInline]
     actions = ["run_failover_drill"]
 
-    @admin.action(description="Run a failover drill (skip each chain's primary)")
+    @admin.action(description="Run a failover drill (skip each chain's primary)", permissions=["change"])
     def run_failover_drill(self, request, queryset):
         for policy in queryset.select_related("tenant"):
             for report in failover_drill(tenant=policy.tenant, policy=policy):
@@ -121,3 +121,6 @@ class RoutingPolicyAdmin(admin.ModelAdmin):
 class ComplexityCalibrationAdmin(admin.ModelAdmin):
     list_display = ("tenant", "share_percent", "threshold", "sample_size", "computed_at")
     readonly_fields = ("tenant", "share_percent", "threshold", "sample_size", "computed_at")
+
+    def has_add_permission(self, request):
+        return False  # every field is computed: a hand-made row saved NULLs (IntegrityError, 500)

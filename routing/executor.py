@@ -171,6 +171,10 @@ def execute(plan: Plan, build_request: RequestFactory, *, tenant_id: int | None 
         except DecryptionError as exc:
             chain.unreadable(candidate, exc)
             continue
+        except Exception as exc:  # e.g. httpx2.InvalidURL from a stored base URL: move on, never a 500
+            last_error = ProviderError(ErrorKind.CONNECTION, f"cannot build the client: {type(exc).__name__}")
+            chain.failed(candidate, last_error, started)
+            continue
         try:
             result = adapter.complete(build_request(candidate))
         except ProviderError as error:
@@ -209,6 +213,10 @@ def execute_stream(
             adapter = _adapter(candidate)
         except DecryptionError as exc:
             chain.unreadable(candidate, exc)
+            continue
+        except Exception as exc:
+            last_error = ProviderError(ErrorKind.CONNECTION, f"cannot build the client: {type(exc).__name__}")
+            chain.failed(candidate, last_error, started)
             continue
         try:
             for event in adapter.stream(build_request(candidate)):

@@ -93,9 +93,14 @@ def report(rows: Iterable[Mapping[str, object]]) -> dict[str, dict[str, float]]:
     groups: dict[str, tuple[list[float], list[int], list[int]]] = {}
     for row in rows:
         family = family_of(str(row["source"]))
-        score = float(row["score"])  # type: ignore[arg-type]
-        weak = int(float(row["weak_correct"]))  # type: ignore[arg-type]
-        strong = int(float(row["strong_correct"]))  # type: ignore[arg-type]
+        try:
+            score = float(row["score"])  # type: ignore[arg-type]
+            weak = int(float(row["weak_correct"]))  # type: ignore[arg-type]
+            strong = int(float(row["strong_correct"]))  # type: ignore[arg-type]
+        except TypeError:  # a short CSV row: DictReader fills the missing cells with None
+            raise ValueError("a row has missing cells") from None
+        if math.isnan(score) or math.isinf(score) or weak not in (0, 1) or strong not in (0, 1):
+            raise ValueError(f"score must be finite and weak_correct / strong_correct 0 or 1 (got {score}, {weak}, {strong})")
         for key in (family, "all"):
             bucket = groups.setdefault(key, ([], [], []))
             bucket[0].append(score)

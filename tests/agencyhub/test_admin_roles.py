@@ -60,3 +60,20 @@ def test_it_refuses_finance_a_change_to_a_budget(finance_client, tenant):
     assert response.status_code == 403
     tenant.refresh_from_db()
     assert tenant.daily_token_budget is None
+
+
+def test_finance_cannot_run_a_failover_drill(finance_client, db):
+    from routing.models import RoutingPolicy, RoutingTarget
+    from providers.catalog import catalog_load
+    from providers.models import LLMModel
+
+    catalog_load()
+    target = RoutingTarget.objects.create(name="Economy", model=LLMModel.objects.filter(is_enabled=True).first())
+    policy = RoutingPolicy.objects.create(name="Agency", is_agency_default=True, default_target=target)
+    page = finance_client.get("/admin/routing/routingpolicy/")
+    assert page.status_code == 200 and "run_failover_drill" not in page.content.decode()
+    refused = finance_client.post("/admin/routing/routingpolicy/", {"action": "run_failover_drill", "_selected_action": [policy.pk]})
+    assert refused.status_code in (200, 302, 403)
+    from providers.models import AttemptLog
+
+    assert not AttemptLog.objects.exists()  # no call was made

@@ -114,3 +114,24 @@ def test_create_tenant_prints_a_working_key_once(db):
     out = io.StringIO()
     call_command("issue_api_key", "globex", stdout=out)
     assert json.loads(out.getvalue())["api_key"] != report["api_key"]
+
+
+@pytest.mark.parametrize("key", ["sk-ключ-1234", "sk two words", "sk-tab\there"])
+def test_a_key_that_cannot_go_in_an_http_header_is_refused_when_saved(db, keys, monkeypatch, key):
+    monkeypatch.setattr("sys.stdin", io.StringIO(key + "\n"))
+    with pytest.raises(CommandError, match="visible ASCII"):
+        call_command("set_credential", "openai", stdout=io.StringIO())
+    assert not Credential.objects.exists()
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/v1", "http://127.0.0.1:99999/v1", "https://user:pw@example.com/v1",
+                                 "http://127.0.0.1:9100/v1\x01"])
+def test_configure_provider_refuses_a_base_url_the_sdks_cannot_call(db, url):
+    with pytest.raises(CommandError):
+        call_command("configure_provider", "openai", "--base-url", url, stdout=io.StringIO())
+
+
+def test_set_credential_refuses_a_blank_label(db, keys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(PLAIN + "\n"))
+    with pytest.raises(CommandError, match="--label"):
+        call_command("set_credential", "openai", "--label", " ", stdout=io.StringIO())

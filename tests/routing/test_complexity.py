@@ -329,3 +329,17 @@ def test_an_artefact_with_a_non_finite_number_is_refused_at_load():
     spec["trees"]["strong"]["trees"][0]["value"][-1] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):
         ComplexityScorer(spec)
+
+
+def test_score_prompts_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
+    source = _write_csv(tmp_path / "in.csv", ["prompt"], [["What is 2 + 2?"]])
+    with pytest.raises(CommandError, match="is the input file"):
+        call_command("score_prompts", str(source), str(source), stdout=io.StringIO(), stderr=io.StringIO())
+    assert source.read_text(encoding="utf-8").startswith("prompt")
+
+
+def test_evaluate_router_refuses_short_rows_and_odd_labels(tmp_path: Path) -> None:
+    for rows in ([["mmlu:x", "q"]], [["mmlu:x", "q", "2", "1"]]):
+        labels = _write_csv(tmp_path / "labels.csv", ["source", "prompt", "weak_correct", "strong_correct"], rows)
+        with pytest.raises(CommandError):
+            call_command("evaluate_router", str(labels), stdout=io.StringIO(), stderr=io.StringIO())

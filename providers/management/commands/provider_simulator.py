@@ -4,7 +4,7 @@ Runs the local Anthropic / OpenAI / OpenRouter simulator in the foreground (fail
 tests). Faults are injected over HTTP: POST {url}/_control/faults (see providers/simulator/app.py).
 """
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from providers.simulator.server import SimulatorServer
 
@@ -19,7 +19,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         server = SimulatorServer(host=options["host"], port=options["port"], log_level=options["log_level"])
-        server.bind()  # first, so the URLs printed are the real ones (port 0 = any free port)
+        if not 0 <= options["port"] <= 65535:
+            raise CommandError(f"--port {options['port']} is not 0-65535")
+        try:
+            server.bind()  # first, so the URLs printed are the real ones (port 0 = any free port)
+        except OSError as exc:
+            raise CommandError(f"cannot listen on {options['host']}:{options['port']}: {exc.strerror or exc}") from None
         self.stdout.write(f"Anthropic:  {server.anthropic_base_url}")
         self.stdout.write(f"OpenAI:     {server.openai_base_url}")
         self.stdout.write(f"OpenRouter: {server.openrouter_base_url}")

@@ -1,5 +1,6 @@
 import json
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from providers.crypto import DecryptionError
@@ -15,6 +16,6 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             rotated = credential_rotate_all()
-        except DecryptionError as exc:
+        except (DecryptionError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(json.dumps({"rotated": rotated}))

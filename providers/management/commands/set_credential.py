@@ -29,16 +29,24 @@ class Command(BaseCommand):
         else:
             if sys.stdin.isatty():
                 self.stderr.write("Paste the API key, then press Enter:")
-            key = sys.stdin.readline()
+            try:
+                key = sys.stdin.readline()
+            except UnicodeDecodeError:
+                raise CommandError("the key on standard input is not valid text (UTF-8)") from None
         key = key.strip()
         if not key:
             raise CommandError("no key given: pipe it on standard input or use --from-env VAR")
+        if not label.strip() or len(label) > 100:
+            raise CommandError("--label must be 1-100 characters")
         owner = None
         if tenant:
             owner = Tenant.objects.filter(slug=tenant).first()
             if owner is None:
                 raise CommandError(f"no tenant with slug {tenant!r}")
-        credential = credential_set(kind=kind, key=key, label=label, tenant=owner)
+        try:
+            credential = credential_set(kind=kind, key=key, label=label, tenant=owner)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None  # never the key itself
         self.stdout.write(json.dumps({
             "id": credential.pk, "provider": kind, "tenant": tenant, "label": label,
             "byok": credential.is_byok, "key": credential.masked_key,

@@ -55,6 +55,8 @@ class Command(BaseCommand):
         parser.add_argument("output", type=Path, help="where to write prompt,score")
 
     def handle(self, *args: Any, input: Path, output: Path, **options: Any) -> None:
+        if output.exists() and input.exists() and output.resolve() == input.resolve():
+            raise CommandError(f"{output} is the input file: writing it would destroy the prompts")
         scorer = get_scorer()
         rows = read_rows(input, ("prompt",))
         first = next(rows, None)  # read the header before creating OUT: a bad input leaves no empty file

@@ -17,5 +17,7 @@ class Command(BaseCommand):
         tenant = Tenant.objects.filter(slug=slug).first()
         if tenant is None:
             raise CommandError(f"no tenant with slug {slug!r}")
+        if len(name) > 100:
+            raise CommandError(f"--name has at most 100 characters (it has {len(name)})")
         issued = api_key_issue(tenant=tenant, name=name)
         self.stdout.write(json.dumps({"tenant": slug, "api_key": issued.raw, "api_key_prefix": issued.api_key.prefix}))
