@@ -6,20 +6,22 @@ from django.db import migrations
 FINANCE_GROUP = "Finance"
 
 
+def _finance_and_permission(apps, schema_editor):
+    group = apps.get_model("auth", "Group").objects.using(schema_editor.connection.alias).filter(name=FINANCE_GROUP).first()
+    permission = apps.get_model("auth", "Permission").objects.get(content_type__app_label="billing", codename="change_invoice")
+    return group, permission
+
+
 def grant(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    group = Group.objects.using(schema_editor.connection.alias).filter(name=FINANCE_GROUP).first()
+    group, permission = _finance_and_permission(apps, schema_editor)
     if group is not None:
-        group.permissions.add(Permission.objects.get(content_type__app_label="billing", codename="change_invoice"))
+        group.permissions.add(permission)
 
 
 def revoke(apps, schema_editor):
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    group = Group.objects.using(schema_editor.connection.alias).filter(name=FINANCE_GROUP).first()
+    group, permission = _finance_and_permission(apps, schema_editor)
     if group is not None:
-        group.permissions.remove(Permission.objects.get(content_type__app_label="billing", codename="change_invoice"))
+        group.permissions.remove(permission)
 
 
 class Migration(migrations.Migration):
