@@ -36,6 +36,7 @@ from billing.services import billed_amount, tenant_local_date
 from tenants.models import Tenant
 
 CENT = Decimal("0.01")
+FIRST_YEAR = 2000  # no month before this one is invoiced (an empty invoice for year 1 would take a number)
 NUMBER_PREFIX = "AH"
 SUM_FIELDS = ("calls", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "provider_cost")
 
@@ -52,8 +53,8 @@ def parse_month(value: str) -> date:
         first = date.fromisoformat(f"{value.strip()}-01")
     except ValueError:
         raise ValueError(f"{value!r} is not a month written YYYY-MM") from None
-    if first.year >= 9999:  # month_bounds needs the next month
-        raise ValueError(f"{value!r} is out of range")
+    if not FIRST_YEAR <= first.year < 9999:  # month_bounds needs the next month; nothing was billed before
+        raise ValueError(f"{value!r} is out of range ({FIRST_YEAR} to 9998)")
     return first
 
 

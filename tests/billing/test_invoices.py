@@ -515,7 +515,8 @@ def test_a_month_that_has_not_ended_for_the_client_cannot_be_issued(acme, models
         call_command("generate_invoices", "--month", "2027-03", stdout=io.StringIO(), stderr=io.StringIO())
 
 
-@pytest.mark.parametrize("args, message", [(["--month", "9999-12"], "out of range"), (["--month", ""], "YYYY-MM"),
+@pytest.mark.parametrize("args, message", [(["--month", "9999-12"], "out of range"), (["--month", "0001-01"], "out of range"),
+                                           (["--month", ""], "YYYY-MM"),
                                            (["--tenant", ""], "no tenant")])
 def test_odd_command_arguments_are_clear_errors(acme, args, message):
     with pytest.raises(CommandError, match=message):
