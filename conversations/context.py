@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-
 from conversations.images import replayed
 from conversations.models import REFUSAL_CODES, Message, MessageRole, MessageStatus
 from providers.types import ChatMessage, content_tokens, estimate_tokens, join_turns, tool_turns_as_text
-
-__all__ = ["PER_MESSAGE_OVERHEAD", "estimate_tokens", "history_for", "message_tokens", "trim_to_window"]
 
 PER_MESSAGE_OVERHEAD = 4  # role markers and separators, roughly
 

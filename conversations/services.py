@@ -17,20 +17,20 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.alerts import budget_alerts_check
 from billing.budget import BudgetExceeded, Reservation, budget_day, budget_release, budget_reserve, budget_settle
 from billing.services import SpendCapReached, spend_cap_check, usage_record_build, usage_record_count
-from conversations.context import PER_MESSAGE_OVERHEAD, estimate_tokens, history_for, message_tokens, trim_to_window
+from conversations.context import PER_MESSAGE_OVERHEAD, history_for, message_tokens, trim_to_window
 from conversations.models import REFUSAL_CODES, Assistant, Conversation, Message, MessageRole, MessageStatus
 from conversations.writes import messages_insert, reply_complete_write
 from providers.errors import NoPriceError
 from providers.health import attempt_logs_write
 from providers.models import ModelTier
 from routing.models import OverBudget
-from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, estimated_usage, join_turns
+from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, estimate_tokens, estimated_usage, join_turns
 from routing.executor import AllCandidatesFailed, Execution, StreamInterrupted, StreamOutcome, execute, execute_stream
 from routing.planner import Candidate, NoRouteError, Plan, RoutingContext, UnknownModelError, plan_route
 from tenants.models import Tenant
@@ -318,7 +318,7 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     reply.route_reason = plan.reason
     reply.complexity_score = plan.details.get("complexity")
     reply.route_decision = {**_decision(plan, execution.attempts), "tool_calls": result.tool_calls}
-    if usage.estimated:  # the provider sent no usage: billed on an estimate (providers.adapters.base.estimated_usage)
+    if usage.estimated:  # the provider sent no usage: billed on an estimate (providers.types.estimated_usage)
         reply.route_decision["usage_estimated"] = True
         log.warning("reply %s: %s sent no usage; billed on an estimate", reply.pk, reply.model_name)
     reply.error_code = ""
@@ -347,10 +347,15 @@ def _settle(reply: Message, plan: Plan, execution: Execution, reservation: Reser
         log.error("reply %s answered by a model with no price: %s", reply.pk, exc)
         _fail(reply, code="no_price", detail=str(exc), decision=_decision(plan, execution.attempts))
         raise ReplyFailed(_load(reply.pk), 502, "no_price", str(exc)) from exc
-    used = budget_settle(reservation=reservation, tenant=reply.tenant, tokens_used=execution.result.usage.total_tokens)
+    _budget_settle(reply, reservation, execution.result.usage.total_tokens)
+    return stored
+
+
+def _budget_settle(reply: Message, reservation: Reservation, tokens: int) -> None:
+    """Swap the reservation for what the call used, and alert if that crossed a threshold of the day's budget."""
+    used = budget_settle(reservation=reservation, tenant=reply.tenant, tokens_used=tokens)
     if used is not None:
         budget_alerts_check(tenant=reply.tenant, day=reservation.day, used_tokens=used)
-    return stored
 
 
 def _admit(reply: Message, ctx: RoutingContext, plan: Plan, prompt: Prompt) -> tuple[Plan, Reservation]:
@@ -472,7 +477,7 @@ def reply_stream(*, reply_id, overrides: Overrides | None = None, claimed: Messa
         yield StreamChunk(kind="error", error=failed, reply=failed.reply)
         return
     except StreamInterrupted as interrupted:
-        failed = _interrupted(reply, plan, build(outcome.current) if outcome.current else None, outcome.current, interrupted, reservation)
+        failed = _interrupted(reply, plan, build, outcome.current, interrupted, reservation)
         yield StreamChunk(kind="error", reply=failed, error=ReplyFailed(failed, 502, "stream_interrupted", "The provider failed mid-reply."))
         return
     try:
@@ -492,45 +497,51 @@ def _finish_after_disconnect(reply: Message, plan: Plan, deltas: Iterator[str], 
     except AllCandidatesFailed as failure:
         _all_failed(reply, plan, failure, reservation)
     except StreamInterrupted as interrupted:
-        _interrupted(reply, plan, build(outcome.current) if outcome.current else None, outcome.current, interrupted, reservation)
+        _interrupted(reply, plan, build, outcome.current, interrupted, reservation)
     except ReplyFailed:
         pass
 
 
-def _interrupted(reply: Message, plan: Plan, request: ChatRequest | None, candidate: Candidate | None,
+def _interrupted(reply: Message, plan: Plan, build: Callable[[Candidate], ChatRequest], candidate: Candidate | None,
                  interrupted: StreamInterrupted, reservation: Reservation) -> Message:
     """A stream the provider broke after text reached the client: the reply is failed, keeping what was said, and
     the call is metered, since the provider bills what it generated. It reported no usage, so the counts are an
-    estimate from the request and the text (marked `usage_estimated` in the decision)."""
+    estimate from the request and the text (marked `usage_estimated`). The failed reply, its ledger row and the
+    conversation's totals are one write, as for a completed reply (conversations.writes.reply_complete_write)."""
     decision = _decision(plan, interrupted.attempts)
-    usage = estimated_usage(request, interrupted.text, []) if request is not None and interrupted.text else None
-    if usage is not None:
-        decision["usage_estimated"] = True
-        budget_settle(reservation=reservation, tenant=reply.tenant, tokens_used=usage.total_tokens)
-    else:
+    record = None
+    if candidate is not None and interrupted.text:
+        result = ChatResult(text=interrupted.text, finish_reason=FinishReason.ERROR, model=candidate.model.model_id,
+                            usage=estimated_usage(build(candidate), interrupted.text, []))
+        try:
+            record = usage_record_build(tenant=reply.tenant, model=candidate.model, credential=candidate.credential, result=result,
+                                        conversation_id=reply.conversation_id, message_id=reply.pk, prices=plan.prices.get(candidate.model.pk))
+        except NoPriceError as exc:
+            log.error("interrupted reply %s: no price to meter it: %s", reply.pk, exc)
+    if record is None:
         budget_release(reservation=reservation)
-    failed = _fail(reply, code="stream_interrupted", detail=str(interrupted), decision=decision, partial_text=interrupted.text)
-    if usage is None or failed.status != MessageStatus.FAILED:
-        return failed
-    result = ChatResult(text=interrupted.text, finish_reason=FinishReason.ERROR, usage=usage, model=candidate.model.model_id)
-    try:
-        record = usage_record_build(tenant=reply.tenant, model=candidate.model, credential=candidate.credential, result=result,
-                                    conversation_id=reply.conversation_id, message_id=reply.pk, prices=plan.prices.get(candidate.model.pk))
-    except NoPriceError as exc:
-        log.error("interrupted reply %s: no price to meter it: %s", reply.pk, exc)
-        return failed
-    fields = {"model": candidate.model, "provider_kind": candidate.model.provider.kind, "model_name": result.model,
-              "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens, "cost": record.cost}
-    with transaction.atomic():
-        record.save()
-        Message.objects.filter(pk=failed.pk).update(**fields)
-        Conversation.objects.filter(pk=reply.conversation_id).update(
-            input_tokens=F("input_tokens") + usage.input_tokens, output_tokens=F("output_tokens") + usage.output_tokens,
-            cost=F("cost") + record.cost, updated_at=timezone.now(),
-        )
-    for name, value in fields.items():
-        setattr(failed, name, value)
-    return failed
+        return _fail(reply, code="stream_interrupted", detail=str(interrupted), decision=decision, partial_text=interrupted.text)
+    reply.status = MessageStatus.FAILED
+    reply.error_code = "stream_interrupted"
+    reply.error_detail = str(interrupted)[:5000]
+    reply.content = interrupted.text
+    reply.route_decision = {**decision, "usage_estimated": True}
+    reply.route_reason = plan.reason
+    reply.completed_at = timezone.now()
+    reply.model, reply.provider_kind, reply.model_name = candidate.model, candidate.model.provider.kind, record.model_name
+    reply.input_tokens, reply.output_tokens, reply.cost = record.input_tokens, record.output_tokens, record.cost
+    if not reply_complete_write(reply, INTERRUPTED_FIELDS, record=record, attempt_logs=[]):
+        budget_release(reservation=reservation)
+        return _load(reply.pk)  # completed by another claimant meanwhile: nothing to bill here
+    usage_record_count(record)
+    _budget_settle(reply, reservation, result.usage.total_tokens)
+    return reply
+
+
+INTERRUPTED_FIELDS = [
+    "status", "error_code", "error_detail", "content", "route_decision", "route_reason", "completed_at",
+    "model", "provider_kind", "model_name", "input_tokens", "output_tokens", "cost",
+]
 
 
 def feedback_set(*, message: Message, rating: int, comment: str = ""):

@@ -78,8 +78,8 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
         raise ValidationError({"user": "must be a string"})
     no_nul(user or "", "user")
     no_nul(model, "model")
-    for field, value in body.items():  # anything else that would reach the database (tool names, ...)
-        problem = json_problem(value, max_depth=MAX_BODY_DEPTH)
+    for field, value in body.items():  # the rest (tools, stop, ...); `messages` was checked part by part above
+        problem = json_problem(value, max_depth=MAX_BODY_DEPTH) if field != "messages" else None
         if problem:
             raise ValidationError({field: problem})
     overrides = Overrides(

@@ -59,7 +59,8 @@ def _tool_calls(raw: Any, field: str) -> tuple[dict[str, Any], ...]:
                 or not isinstance(function.get("arguments", ""), str):
             raise ValidationError({f"{field}[{j}]": "a tool call needs an id and a function with a name and arguments (a JSON string)"})
         calls.append({"id": no_nul(call["id"], f"{field}[{j}].id"), "type": "function",
-                      "function": {"name": function["name"], "arguments": no_nul(function.get("arguments") or "", f"{field}[{j}].function.arguments")}})
+                      "function": {"name": no_nul(function["name"], f"{field}[{j}].function.name"),
+                                   "arguments": no_nul(function.get("arguments") or "", f"{field}[{j}].function.arguments")}})
     return tuple(calls)
 
 

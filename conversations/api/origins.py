@@ -34,18 +34,17 @@ _ALLOWED = "agencyhub_cors_allowed"
 _REFUSED = "agencyhub_cors_refused"
 
 
-def check_origin(request: Request, assistant: Assistant) -> str | None:
-    """The origin to echo in Access-Control-Allow-Origin, or None for server-to-server calls (no Origin header).
-
-    Raises 403 `origin_not_allowed` if the assistant does not list the request's Origin."""
+def check_origin(request: Request, assistant: Assistant) -> None:
+    """Mark the request's Origin allowed (CorsMiddleware then adds the CORS headers to whatever answers it), or raise
+    403 `origin_not_allowed` if the assistant does not list it. No Origin header (server to server): nothing to do."""
     origin = request.headers.get("Origin")
     if not origin:
-        return None
+        return
     http_request = getattr(request, "_request", request)  # the HttpRequest under DRF's Request: what the middleware sees
     allowed = assistant.allowed_origins or []
     if origin in allowed or "*" in allowed:
         setattr(http_request, _ALLOWED, True)
-        return origin
+        return
     setattr(http_request, _REFUSED, True)
     raise ApiError(status_code=403, type="permission_error", code="origin_not_allowed",
                    message=f"origin {origin} is not allowed for assistant {assistant.slug!r}")
@@ -56,11 +55,6 @@ def cors_headers(response: HttpResponse, origin: str) -> HttpResponse:
     response["Access-Control-Expose-Headers"] = ", ".join(EXPOSE_HEADERS)
     patch_vary_headers(response, ("Origin",))
     return response
-
-
-def allow(response: HttpResponse, origin: str | None) -> HttpResponse:
-    """The CORS headers for an origin check_origin allowed (CorsMiddleware adds the same to every such response)."""
-    return cors_headers(response, origin) if origin else response
 
 
 def _preflight(request: HttpRequest, origin: str) -> HttpResponse:

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from conversations.access import NotFound, access_assistant, access_conversation, access_message
 from conversations.api.errors import not_found, reply_failed_error, stored_failure
-from conversations.api.origins import allow, check_origin
+from conversations.api.origins import check_origin
 from conversations.api.serializers import ConversationCreateInput, FeedbackInput, MessagePostInput
 from conversations.images import parse_images, stored_whole
 from conversations.models import ApiKeyScope, Assistant, Conversation, Message, MessageRole
@@ -75,23 +75,23 @@ class ConversationListCreate(APIView):
             assistant = scoped or access_assistant(tenant=tenant, slug=slug)
         except NotFound:
             raise not_found(f"assistant {slug!r}") from None
-        origin = check_origin(request, assistant)
+        check_origin(request, assistant)
         conversation = conversation_start(
             tenant=tenant, assistant=assistant, external_user_id=data.validated_data["external_user_id"],
             metadata=data.validated_data["metadata"], callback_url=data.validated_data["callback_url"],
         )
         payload = conversation_payload(conversation, [])
         payload["greeting"] = assistant.greeting or None
-        return allow(Response(payload, status=status.HTTP_201_CREATED), origin)
+        return Response(payload, status=status.HTTP_201_CREATED)
 
 
 class ConversationDetail(APIView):
     @extend_schema(responses={200: GENERIC}, summary="A conversation with its messages and totals")
     def get(self, request: Request, conversation_id: str) -> Response:
         conversation = _conversation(request, conversation_id)
-        origin = check_origin(request, conversation.assistant)
+        check_origin(request, conversation.assistant)
         messages = list(conversation.messages.select_related("conversation").order_by("created_at"))
-        return allow(Response(conversation_payload(conversation, messages)), origin)
+        return Response(conversation_payload(conversation, messages))
 
 
 def _posted_payload(posted: Posted) -> dict:
@@ -116,7 +116,7 @@ class MessageCreate(APIView):
                    summary="Post a message: sync (201 with the reply), stream (server-sent events) or async (202)")
     def post(self, request: Request, conversation_id: str):
         conversation = _conversation(request, conversation_id)
-        origin = check_origin(request, conversation.assistant)
+        check_origin(request, conversation.assistant)
         data = MessagePostInput(data=request.data)
         data.is_valid(raise_exception=True)
         images = parse_images(request.data.get("images"))
@@ -129,9 +129,9 @@ class MessageCreate(APIView):
         if mode == "async" or (posted.replayed and posted.reply.mode == "async"):
             response = Response(_posted_payload(posted), status=status.HTTP_202_ACCEPTED)
             response["Location"] = f"/api/v1/messages/{posted.reply.pk}"
-            return allow(response, origin)
+            return response
         if mode == "stream" and not posted.replayed:
-            return allow(self._stream(posted), origin)
+            return self._stream(posted)
         try:
             reply = reply_generate(reply_id=posted.reply.pk, claimed=posted.claimed_reply)
         except ReplyFailed as failed:
@@ -140,9 +140,9 @@ class MessageCreate(APIView):
             raise reply_failed_error(stored_failure(reply))
         posted.reply = reply
         if mode == "stream" and reply.status == "completed":  # a retry of a streamed post: the stored reply, as a stream
-            return allow(_event_stream(_replayed_events(posted)), origin)
+            return _event_stream(_replayed_events(posted))
         code = status.HTTP_201_CREATED if reply.status == "completed" else status.HTTP_202_ACCEPTED
-        return allow(Response(_posted_payload(posted), status=code), origin)
+        return Response(_posted_payload(posted), status=code)
 
     def _stream(self, posted: Posted):
         chunks = reply_stream(reply_id=posted.reply.pk, claimed=posted.claimed_reply)
