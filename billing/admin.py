@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from django import forms
 from django.contrib import admin, messages
@@ -8,12 +8,11 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from tenants.admin_paginator import EstimatedCountPaginator
 from billing import views as billing_views
-from billing.invoicing import InvoiceError, credit_note_create, invoice_issue, invoices_generate, parse_month
+from billing.invoicing import InvoiceError, credit_note_create, invoice_issue, invoices_generate, month_has_started, parse_month
 from billing.models import BudgetAlert, DailyUsage, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, UsageRecord
 from providers.admin import ProviderKindFilter, SlowFilter
 from tenants.models import Tenant
@@ -111,7 +110,7 @@ class GenerateInvoicesForm(forms.Form):
             first = parse_month(self.cleaned_data["month"])
         except ValueError:
             raise forms.ValidationError("Enter a month as YYYY-MM.") from None
-        if first > timezone.localdate(timezone.now() + timedelta(days=1)).replace(day=1):
+        if not month_has_started(first):
             raise forms.ValidationError(f"{first:%Y-%m} has not started in any time zone yet.")
         return first
 

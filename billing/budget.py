@@ -129,11 +129,12 @@ def budget_reserve(*, tenant: Tenant, tokens: int) -> Reservation:
 
 
 def budget_release(*, reservation: Reservation) -> None:
+    """Give a reservation back, in one atomic step: budget_settle with nothing used (only while its bucket exists;
+    an expired bucket took the reservation with it)."""
     if reservation.is_noop:
         return
-    state = shared_state()
-    if state.get(reservation.bucket_key) is not None:  # an expired bucket took the reservation with it
-        state.incr(reservation.bucket_key, -reservation.tokens)
+    shared_state().decr_and_incr(reservation.bucket_key, reservation.tokens, _used_key(reservation.tenant_id, reservation.day),
+                                 0, ttl=DAY_TTL)
 
 
 def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int) -> int | None:

@@ -65,6 +65,11 @@ def month_bounds(month: date) -> tuple[date, date]:
     return start, end
 
 
+def month_has_started(month: date) -> bool:
+    """Whether the month has begun somewhere (UTC+14 is a day ahead of UTC at most)."""
+    return month <= timezone.localdate(timezone.now() + timedelta(days=1)).replace(day=1)
+
+
 def month_has_ended(tenant: Tenant, month: date) -> bool:
     """Whether the month is over in the tenant's time zone (only then can its invoice be complete)."""
     return month_bounds(month)[1] < tenant_local_date(tenant, timezone.now())

@@ -116,9 +116,12 @@ class CredentialForm(forms.ModelForm):
         fields = ("provider", "tenant", "label", "is_enabled")
 
     def clean_api_key(self):
-        key = self.cleaned_data.get("api_key") or ""
-        if key and not all(0x21 <= ord(ch) <= 0x7E for ch in key):
-            raise forms.ValidationError("A provider key may contain only visible ASCII characters (no spaces, no control characters).")
+        key = (self.cleaned_data.get("api_key") or "").strip()
+        if key:
+            try:
+                Credential.check_key(key)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
         return key
 
     def clean(self):

@@ -108,14 +108,18 @@ class Credential(models.Model):
     def is_byok(self) -> bool:
         return self.tenant_id is not None
 
-    def set_key(self, plain: str) -> None:
-        plain = plain.strip()
+    @staticmethod
+    def check_key(plain: str) -> None:
+        """ValueError unless `plain` can be a provider key. It goes into an HTTP header: httpx2 raises at call time (a
+        500, no failover) for anything but visible ASCII."""
         if not plain:
             raise ValueError("A provider key cannot be empty.")
-        # The key goes into an HTTP header: httpx2 raises UnicodeEncodeError / LocalProtocolError at call time
-        # (a 500, no failover) for anything but visible ASCII.
         if not all(0x21 <= ord(ch) <= 0x7E for ch in plain):
             raise ValueError("A provider key may contain only visible ASCII characters (no spaces, no control characters).")
+
+    def set_key(self, plain: str) -> None:
+        plain = plain.strip()
+        self.check_key(plain)
         self.encrypted_key = crypto.encrypt(plain)
         self.key_last4 = plain[-4:]
 

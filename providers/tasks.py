@@ -34,6 +34,7 @@ from providers.health import attempt_record
 from providers.models import Credential, LLMModel, ModelPrice
 from providers.state import UNAVAILABLE, shared_state
 from providers.types import ChatMessage, ChatRequest
+from tenants.config_cache import config_scope
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,13 @@ def _price_keys(models: list[LLMModel]) -> dict[int, Decimal]:
 
 
 def probe_targets() -> list[ProbeTarget]:
-    """Which (credential, model) pairs to probe now."""
+    """Which (credential, model) pairs to probe now. One configuration scope for the run, so that hooks read the
+    routing configuration once, not once per credential."""
+    with config_scope():
+        return _probe_targets()
+
+
+def _probe_targets() -> list[ProbeTarget]:
     per_credential = int(getattr(settings, "PROBE_MODELS_PER_CREDENTIAL", 3))
     credentials = Credential.objects.usable().select_related("provider", "tenant").order_by("pk")
     if not getattr(settings, "PROBE_BYOK_CREDENTIALS", True):

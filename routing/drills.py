@@ -27,9 +27,9 @@ def _drill_request(candidate: Candidate) -> ChatRequest:
 
 def drill_target(target: RoutingTarget, *, tenant: Tenant | None, allow_agency: bool = True) -> dict:
     creds = credentials_by_provider(tenant, allow_agency)
-    ctx = RoutingContext(tenant=tenant, text=DRILL_PROMPT, max_output_tokens=8) if tenant is not None else None
-    # Only what real traffic could use: disabled models (or providers) are not a backup.
-    models = [m for m in target_models(target) if m.is_enabled and m.provider.is_enabled and (ctx is None or can_take(m, ctx) is None)]
+    # Only what real traffic could use (the planner's own test): a disabled or unpriced model is not a backup.
+    ctx = RoutingContext(tenant=tenant, text=DRILL_PROMPT, max_output_tokens=8)
+    models = [m for m in target_models(target) if can_take(m, ctx) is None]
     candidates = [Candidate(model=m, credential=c) for m in models for c in creds.get(m.provider_id, [])]
     report: dict = {"target": target.name, "primary": candidates[0].label if candidates else None}
     if len(candidates) < 2:
@@ -53,11 +53,9 @@ def drill_target(target: RoutingTarget, *, tenant: Tenant | None, allow_agency: 
 
 def failover_drill(*, tenant: Tenant | None = None, policy: RoutingPolicy | None = None) -> list[dict]:
     """One report per chain of `policy`, else of the tenant's policy (or of the agency default policy)."""
-    if policy is not None:
-        pass
-    elif tenant is not None:
-        policy = RoutingPolicy.objects.filter(tenant=tenant).first() or RoutingPolicy.objects.filter(is_agency_default=True).first()
-    else:
+    if policy is None and tenant is not None:
+        policy = RoutingPolicy.objects.filter(tenant=tenant).first()
+    if policy is None:
         policy = RoutingPolicy.objects.filter(is_agency_default=True).first()
     if policy is None:
         return []

@@ -50,7 +50,8 @@ class Execution:
     success_log: AttemptLog | None = None
 
 
-REQUEST_REJECTED = (ErrorKind.BAD_REQUEST, ErrorKind.CONTEXT_TOO_LONG, ErrorKind.CONTENT_FILTERED)
+STOPS_THE_PLAN = (ErrorKind.BAD_REQUEST, ErrorKind.CONTENT_FILTERED)  # another provider would refuse it too
+REQUEST_REJECTED = (*STOPS_THE_PLAN, ErrorKind.CONTEXT_TOO_LONG)  # a prompt too long moves to larger windows first
 
 
 class AllCandidatesFailed(Exception):
@@ -96,7 +97,7 @@ class StreamInterrupted(Exception):
 
 def _stop_after(error: ProviderError) -> bool:
     """Permanent errors about the request itself end the plan; others move to the next candidate."""
-    return error.kind in (ErrorKind.BAD_REQUEST, ErrorKind.CONTENT_FILTERED)
+    return error.kind in STOPS_THE_PLAN
 
 
 class _Chain:
@@ -109,6 +110,7 @@ class _Chain:
         self.attempts: list[Attempt] = []
         self.success_log: AttemptLog | None = None
         self.min_window = 0
+        self.last_error: ProviderError | None = None  # of the last candidate that failed
 
     def __iter__(self) -> Iterator[Candidate]:
         cb = breaker()
@@ -125,6 +127,7 @@ class _Chain:
             yield candidate
 
     def failed(self, candidate: Candidate, error: ProviderError, started: float) -> None:
+        self.last_error = error
         latency = int((time.perf_counter() - started) * 1000)
         attempt_record(credential=candidate.credential, model=candidate.model, outcome=error.kind.value, latency_ms=latency,
                        error=error, tenant_id=self.tenant_id)
@@ -136,6 +139,16 @@ class _Chain:
             outcome=error.kind.value, latency_ms=latency, error=error.message[:500], status=error.status,
             retry_in=error.retry_after,
         ))
+
+    def adapter(self, candidate: Candidate, started: float):
+        """The candidate's adapter, or None (recorded) if this process cannot read its key or build its client."""
+        try:
+            return adapter_for_credential(candidate.credential)
+        except DecryptionError as exc:  # this process's FIELD_ENCRYPTION_KEYS: never counted against the key
+            self.unreadable(candidate, exc)
+        except ProviderError as error:
+            self.failed(candidate, error, started)
+        return None
 
     def unreadable(self, candidate: Candidate, exc: Exception) -> None:
         """This process cannot decrypt the key: skip it, loudly, without touching the credential or its circuit."""
@@ -155,37 +168,23 @@ class _Chain:
         ))
 
 
-def _adapter(candidate: Candidate):
-    # A DecryptionError (this process's FIELD_ENCRYPTION_KEYS cannot read the key) propagates to the callers below:
-    # it says nothing about the key itself, so it must never disable the credential for every process.
-    return adapter_for_credential(candidate.credential)
-
-
 def execute(plan: Plan, build_request: RequestFactory, *, tenant_id: int | None = None) -> Execution:
     chain = _Chain(plan, tenant_id)
-    last_error: ProviderError | None = None
     for candidate in chain:
         started = time.perf_counter()
-        try:
-            adapter = _adapter(candidate)
-        except DecryptionError as exc:
-            chain.unreadable(candidate, exc)
-            continue
-        except Exception as exc:  # e.g. httpx2.InvalidURL from a stored base URL: move on, never a 500
-            last_error = ProviderError(ErrorKind.CONNECTION, f"cannot build the client: {type(exc).__name__}")
-            chain.failed(candidate, last_error, started)
+        adapter = chain.adapter(candidate, started)
+        if adapter is None:
             continue
         try:
             result = adapter.complete(build_request(candidate))
         except ProviderError as error:
-            last_error = error
             chain.failed(candidate, error, started)
             if _stop_after(error):
                 break
             continue
         chain.succeeded(candidate, started)
         return Execution(candidate=candidate, result=result, attempts=chain.attempts, success_log=chain.success_log)
-    raise AllCandidatesFailed(chain.attempts, last_error)
+    raise AllCandidatesFailed(chain.attempts, chain.last_error)
 
 
 @dataclass
@@ -204,19 +203,12 @@ def execute_stream(
     (never a second provider's text after the first's: that would duplicate what the client has)."""
     chain = _Chain(plan, tenant_id)
     outcome.attempts = chain.attempts
-    last_error: ProviderError | None = None
     for candidate in chain:
         started = time.perf_counter()
         sent: list[str] = []
         outcome.current = candidate
-        try:
-            adapter = _adapter(candidate)
-        except DecryptionError as exc:
-            chain.unreadable(candidate, exc)
-            continue
-        except Exception as exc:
-            last_error = ProviderError(ErrorKind.CONNECTION, f"cannot build the client: {type(exc).__name__}")
-            chain.failed(candidate, last_error, started)
+        adapter = chain.adapter(candidate, started)
+        if adapter is None:
             continue
         try:
             for event in adapter.stream(build_request(candidate)):
@@ -230,12 +222,11 @@ def execute_stream(
                     return
             raise ProviderError(ErrorKind.CONNECTION, "the stream ended without a final result")
         except ProviderError as error:
-            last_error = error
             chain.failed(candidate, error, started)
             if sent:
                 raise StreamInterrupted(error, chain.attempts, "".join(sent)) from error
             if _stop_after(error):
                 break
-    raise AllCandidatesFailed(chain.attempts, last_error)
+    raise AllCandidatesFailed(chain.attempts, chain.last_error)
 
 

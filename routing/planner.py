@@ -225,8 +225,7 @@ def credentials_by_provider(tenant: Tenant | None, allow_agency: bool = True) ->
         # A BYOK tenant whose policy forbids agency fallback never gets the agency's keys, not even once its own key
         # was disabled after a 401 (a disabled own key is still "theirs"): only tenants with no key of their own
         # at all run on the agency's keys.
-        brings_own = tenant is not None and Credential.objects.for_tenant(tenant).exists()
-        if allow_agency or not brings_own:
+        if allow_agency or tenant is None or not Credential.objects.for_tenant(tenant).exists():
             for credential in usable.agency().order_by("pk"):
                 by_provider.setdefault(credential.provider_id, []).append(credential)
         return {provider_id: tuple(credentials) for provider_id, credentials in by_provider.items()}

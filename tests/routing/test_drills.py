@@ -71,3 +71,19 @@ def test_the_health_probes_cover_every_model_a_policy_routes_to(tenant, policy, 
     settings.PROBE_MODELS_PER_CREDENTIAL = 1
     probed = {(t.credential.provider.kind, t.model.model_id) for t in probe_targets()}
     assert {("anthropic", "claude-haiku-4-5"), ("openai", "gpt-4o-mini"), ("openrouter", "anthropic/claude-haiku-4.5")} <= probed
+
+
+def test_a_clients_own_key_is_probed_only_for_its_own_policy(tenant, policy, settings):
+    from providers.services import credential_set
+    from providers.tasks import probe_targets
+    from tenants.services import tenant_create
+
+    settings.PROBE_MODELS_PER_CREDENTIAL = 0
+    other, _ = tenant_create(slug="other", name="Other")
+    theirs = credential_set(kind="openai", key="sk-other-own-1234", label="own", tenant=other)
+    premium = RoutingTarget.objects.create(name="Premium", model=model("openai", "gpt-4.1"))
+    RoutingPolicy.objects.create(name="Other", tenant=other, default_target=premium)
+    probed = {(t.credential.pk, t.model.model_id) for t in probe_targets()}
+    assert (theirs.pk, "gpt-4.1") in probed and (theirs.pk, "gpt-4o-mini") not in probed  # acme's policy model
+    agency = {m for pk, m in probed if pk != theirs.pk}
+    assert {"gpt-4.1", "gpt-4o-mini"} <= agency

@@ -6,7 +6,7 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from billing.invoicing import InvoiceError, invoice_issue, invoices_generate, month_has_ended, parse_month
+from billing.invoicing import invoice_issue, invoices_generate, month_has_ended, month_has_started, parse_month
 from billing.models import Invoice, InvoiceStatus
 from tenants.models import Tenant
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--month is YYYY-MM: {exc}") from exc
         else:
             first = (timezone.localdate().replace(day=1) - timedelta(days=1)).replace(day=1)
-        if first > timezone.localdate(timezone.now() + timedelta(days=1)).replace(day=1):
+        if not month_has_started(first):
             raise CommandError(f"--month {first:%Y-%m} has not started in any time zone yet")
         only = None
         if tenant is not None:
@@ -52,10 +52,7 @@ class Command(BaseCommand):
             issued = 0
             for index, each in enumerate(invoices):
                 if each.status == InvoiceStatus.DRAFT:
-                    try:
-                        invoices[index] = invoice_issue(invoice=each)
-                    except InvoiceError as exc:
-                        raise CommandError(str(exc)) from exc
+                    invoices[index] = invoice_issue(invoice=each)
                     issued += 1
             self.stderr.write(f"issued {issued} invoice(s)")
 
