@@ -12,7 +12,9 @@ from django.utils.html import format_html
 
 from tenants.admin_paginator import EstimatedCountPaginator
 from billing import views as billing_views
-from billing.invoicing import InvoiceError, credit_note_create, invoice_issue, invoices_generate, month_has_started, parse_month
+from billing.invoicing import (
+    InvoiceError, credit_note_create, invoice_issue, invoices_generate, month_before_client, month_has_started, parse_month,
+)
 from billing.models import BudgetAlert, DailyUsage, Invoice, InvoiceKind, InvoiceLine, InvoiceStatus, UsageRecord
 from providers.admin import ProviderKindFilter, SlowFilter
 from tenants.models import Tenant
@@ -113,6 +115,13 @@ class GenerateInvoicesForm(forms.Form):
         if not month_has_started(first):
             raise forms.ValidationError(f"{first:%Y-%m} has not started in any time zone yet.")
         return first
+
+    def clean(self):
+        cleaned = super().clean()
+        month, tenant = cleaned.get("month"), cleaned.get("tenant")
+        if month and tenant and month_before_client(tenant, month):
+            self.add_error("month", f"{month:%Y-%m} ended before {tenant} became a client ({tenant.created_at:%Y-%m-%d}).")
+        return cleaned
 
 
 @admin.register(Invoice)

@@ -30,6 +30,7 @@ from billing.models import (
     InvoiceSequence,
     InvoiceStatus,
     KeyOwnership,
+    UsageRecord,
 )
 from billing.rollup import rollup_usage
 from billing.services import billed_amount, tenant_local_date
@@ -73,6 +74,16 @@ def month_has_started(month: date) -> bool:
 def month_has_ended(tenant: Tenant, month: date) -> bool:
     """Whether the month is over in the tenant's time zone (only then can its invoice be complete)."""
     return month_bounds(month)[1] < tenant_local_date(tenant, timezone.now())
+
+
+def month_before_client(tenant: Tenant, month: date) -> bool:
+    """Whether the month ended before the tenant was created, with no usage: an invoice would bill nothing and
+    still take a number."""
+    start, end = month_bounds(month)
+    return (
+        end < tenant_local_date(tenant, tenant.created_at)
+        and not UsageRecord.objects.filter(tenant=tenant, local_date__gte=start, local_date__lte=end).exists()
+    )
 
 
 def to_cents(amount: Decimal) -> Decimal:

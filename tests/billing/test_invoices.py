@@ -24,7 +24,7 @@ from billing.models import (
     InvoiceStatus,
     UsageRecord,
 )
-from billing.rendering import invoice_csv, invoice_pdf
+from billing.rendering import invoice_csv, invoice_html, invoice_pdf
 from billing.services import usage_record_append, usage_record_build
 from billing.tasks import generate_monthly_invoices
 from providers.models import ModelPrice
@@ -357,6 +357,15 @@ def test_the_pdf_shows_number_tenant_lines_and_total(acme_month, models):
     assert "BYOK" in text
 
 
+def test_the_issue_date_is_the_clients_own(acme_month):
+    acme_month.timezone = "Pacific/Auckland"  # UTC+13 in December
+    acme_month.save(update_fields=["timezone"])
+    invoice = invoice_generate(tenant=acme_month, month=NOVEMBER)
+    invoice.issued_at = datetime(2026, 12, 1, 20, 30, tzinfo=UTC)  # 09:30 on 2 December there; shown, not saved
+
+    assert "Issued: 2026-12-02" in invoice_html(invoice)
+
+
 def test_the_csv_has_a_row_per_line_and_totals_that_add_up(acme_month):
     invoice = invoice_issue(invoice=invoice_generate(tenant=acme_month, month=NOVEMBER))
 
@@ -521,6 +530,19 @@ def test_a_month_that_has_not_ended_for_the_client_cannot_be_issued(acme, models
 def test_odd_command_arguments_are_clear_errors(acme, args, message):
     with pytest.raises(CommandError, match=message):
         call_command("generate_invoices", *args, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_a_month_before_the_client_existed_is_refused_unless_it_has_usage(acme, models, admin_client):
+    # The tests' clock says 5 December 2026: acme became a client then, with no usage in October.
+    with pytest.raises(CommandError, match="ended before acme became a client"):
+        call_command("generate_invoices", "--month", "2026-10", "--tenant", "acme", stdout=io.StringIO(), stderr=io.StringIO())
+    response = admin_client.post("/admin/billing/invoice/generate/", {"month": "2026-10", "tenant": acme.pk})
+    assert response.status_code == 200 and "ended before Acme Corp became a client" in response.content.decode()
+    assert not Invoice.objects.exists()
+
+    call(acme, models["mini"], datetime(2026, 10, 20, tzinfo=UTC), n=100)  # usage (imported, say): billable
+    call_command("generate_invoices", "--month", "2026-10", "--tenant", "acme", stdout=io.StringIO(), stderr=io.StringIO())
+    assert Invoice.objects.get().total > 0
 
 
 def test_the_csv_writes_zero_amounts_plainly(acme, models):

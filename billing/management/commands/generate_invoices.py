@@ -6,7 +6,9 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from billing.invoicing import invoice_issue, invoices_generate, month_has_ended, month_has_started, parse_month
+from billing.invoicing import (
+    invoice_issue, invoices_generate, month_before_client, month_has_ended, month_has_started, parse_month,
+)
 from billing.models import Invoice, InvoiceStatus
 from tenants.models import Tenant
 
@@ -37,6 +39,8 @@ class Command(BaseCommand):
             only = Tenant.objects.filter(slug=tenant).first()
             if only is None:
                 raise CommandError(f"no tenant {tenant!r}")
+            if month_before_client(only, first):
+                raise CommandError(f"--month {first:%Y-%m} ended before {tenant} became a client ({only.created_at:%Y-%m-%d})")
 
         self.stderr.style_func = None  # progress, not errors: no red
         started = time.perf_counter()
