@@ -17,6 +17,7 @@ result never depends on row order.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 FAMILIES: tuple[str, ...] = ("gsm8k", "mmlu", "all")
@@ -71,8 +72,28 @@ def cpt(scores: Sequence[float], weak: Sequence[int], strong: Sequence[int], x: 
 
 
 def family_of(source: str) -> str:
-    """`gsm8k` or `mmlu` from a benchmark `source` value (`mmlu:<subject>`); other prefixes pass through."""
-    return source.split(":", 1)[0].strip().lower()
+    """`gsm8k` or `mmlu` from a benchmark `source` value (`mmlu:<subject>`, also `MMLU/<subject>`, `gsm8k-test`, ...);
+    other sources pass through as their first word."""
+    name = source.strip().lower()
+    for family in FAMILIES:
+        if name.startswith(family):
+            return family
+    return re.split(r"[:/ ]", name, maxsplit=1)[0]
+
+
+_TRUE, _FALSE = {"1", "1.0", "true", "yes"}, {"0", "0.0", "false", "no"}
+
+
+def label_of(value: object) -> int:
+    """A 0 / 1 correctness label from a CSV cell: 0, 1, 0.0, 1.0, true / false or yes / no (any case)."""
+    if value is None:
+        raise ValueError("a row has missing cells")  # a short CSV row: DictReader fills the missing cells with None
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return 1
+    if text in _FALSE:
+        return 0
+    raise ValueError(f"weak_correct / strong_correct must be 0 or 1 (got {value!r})")
 
 
 def summarize(scores: Sequence[float], weak: Sequence[int], strong: Sequence[int]) -> dict[str, float]:
@@ -93,14 +114,13 @@ def report(rows: Iterable[Mapping[str, object]]) -> dict[str, dict[str, float]]:
     groups: dict[str, tuple[list[float], list[int], list[int]]] = {}
     for row in rows:
         family = family_of(str(row["source"]))
+        weak, strong = label_of(row["weak_correct"]), label_of(row["strong_correct"])
         try:
             score = float(row["score"])  # type: ignore[arg-type]
-            weak = int(float(row["weak_correct"]))  # type: ignore[arg-type]
-            strong = int(float(row["strong_correct"]))  # type: ignore[arg-type]
-        except TypeError:  # a short CSV row: DictReader fills the missing cells with None
+        except TypeError:
             raise ValueError("a row has missing cells") from None
-        if math.isnan(score) or math.isinf(score) or weak not in (0, 1) or strong not in (0, 1):
-            raise ValueError(f"score must be finite and weak_correct / strong_correct 0 or 1 (got {score}, {weak}, {strong})")
+        if not math.isfinite(score):
+            raise ValueError(f"score must be finite (got {score})")
         for key in (family, "all"):
             bucket = groups.setdefault(key, ([], [], []))
             bucket[0].append(score)

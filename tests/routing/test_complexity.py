@@ -273,6 +273,22 @@ def test_evaluate_router_with_given_scores(tmp_path: Path) -> None:
     assert result["mmlu"]["apgr"] == pytest.approx(2 / 3, abs=1e-4)
 
 
+def test_evaluate_router_reads_labels_and_sources_as_other_exports_write_them(tmp_path: Path) -> None:
+    plain = _labels(tmp_path)
+    with plain.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    spelled = {"0": "False", "1": "true"}
+    other = _write_csv(tmp_path / "other.csv", ["source", "prompt", "weak_correct", "strong_correct"], [
+        [r["source"].upper().replace(":", "/"), r["prompt"], spelled[r["weak_correct"]], r["strong_correct"] + ".0"] for r in rows
+    ])
+    results = []
+    for path in (plain, other):
+        stdout = io.StringIO()
+        call_command("evaluate_router", str(path), stdout=stdout, stderr=io.StringIO())
+        results.append(json.loads(stdout.getvalue()))
+    assert results[0] == results[1] and set(results[1]) == {"gsm8k", "mmlu", "all"}
+
+
 def test_evaluate_router_rejects_mismatched_scores(tmp_path: Path) -> None:
     scores = _write_csv(tmp_path / "scores.csv", ["prompt", "score"], [["x", 0.1]])
     with pytest.raises(CommandError, match="rows"):
@@ -339,7 +355,7 @@ def test_score_prompts_refuses_to_overwrite_its_input(tmp_path: Path) -> None:
 
 
 def test_evaluate_router_refuses_short_rows_and_odd_labels(tmp_path: Path) -> None:
-    for rows in ([["mmlu:x", "q"]], [["mmlu:x", "q", "2", "1"]]):
+    for rows in ([["mmlu:x", "q"]], [["mmlu:x", "q", "2", "1"]], [["mmlu:x", "q", "0.5", "1"]], [["mmlu:x", "q", "", "1"]]):
         labels = _write_csv(tmp_path / "labels.csv", ["source", "prompt", "weak_correct", "strong_correct"], rows)
         with pytest.raises(CommandError):
             call_command("evaluate_router", str(labels), stdout=io.StringIO(), stderr=io.StringIO())
