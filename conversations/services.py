@@ -505,14 +505,15 @@ def _finish_after_disconnect(reply: Message, plan: Plan, deltas: Iterator[str], 
 def _interrupted(reply: Message, plan: Plan, build: Callable[[Candidate], ChatRequest], candidate: Candidate | None,
                  interrupted: StreamInterrupted, reservation: Reservation) -> Message:
     """A stream the provider broke after text reached the client: the reply is failed, keeping what was said, and
-    the call is metered, since the provider bills what it generated. It reported no usage, so the counts are an
-    estimate from the request and the text (marked `usage_estimated`). The failed reply, its ledger row and the
+    the call is metered, since the provider bills what it generated: the input counts it reported before the break
+    (Anthropic's message_start, with the cache counts) or else an estimate from the request, and the output estimated
+    from the text (marked `usage_estimated`). The failed reply, its ledger row and the
     conversation's totals are one write, as for a completed reply (conversations.writes.reply_complete_write)."""
     decision = _decision(plan, interrupted.attempts)
     record = None
     if candidate is not None and interrupted.text:
         result = ChatResult(text=interrupted.text, finish_reason=FinishReason.ERROR, model=candidate.model.model_id,
-                            usage=estimated_usage(build(candidate), interrupted.text, []))
+                            usage=estimated_usage(build(candidate), interrupted.text, [], interrupted.error.usage))
         try:
             record = usage_record_build(tenant=reply.tenant, model=candidate.model, credential=candidate.credential, result=result,
                                         conversation_id=reply.conversation_id, message_id=reply.pk, prices=plan.prices.get(candidate.model.pk))

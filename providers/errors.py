@@ -1,6 +1,12 @@
 """The project's own provider errors. Adapters map every SDK exception to one of these, at the edge."""
 
+from __future__ import annotations
+
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from providers.types import Usage
 
 
 class ErrorKind(StrEnum):
@@ -49,6 +55,7 @@ class ProviderError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.request_id = request_id
+        self.usage: Usage | None = None  # what the provider reported before a stream broke (Anthropic's message_start)
 
     @property
     def retryable(self) -> bool:

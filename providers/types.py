@@ -3,7 +3,7 @@
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -153,8 +153,11 @@ def estimate_input_tokens(request: ChatRequest) -> int:
     return max(1, estimate_tokens(request.system) + sum(content_tokens(m) for m in request.messages))
 
 
-def estimated_usage(request: ChatRequest, text: str, tool_calls: list[dict[str, Any]]) -> Usage:
-    """What a call used when its provider reported nothing (a completed stream without usage, a stream broken
-    mid-reply): counted from the request and the text generated, and marked so, rather than billed as 0 and $0."""
+def estimated_usage(request: ChatRequest, text: str, tool_calls: list[dict[str, Any]], reported: Usage | None = None) -> Usage:
+    """What a call used when its provider reported nothing, or not all (a completed stream without usage, a stream
+    broken mid-reply): counted from the request and the text generated, and marked so, rather than billed as 0 and $0.
+    What the provider did report before a stream broke (`reported`: Anthropic's input and cache counts) is kept."""
     output = content_tokens(ChatMessage(role="assistant", content=text, tool_calls=tuple(tool_calls)))
+    if reported is not None:
+        return replace(reported, output_tokens=max(reported.output_tokens, output), estimated=True)
     return Usage(input_tokens=estimate_input_tokens(request), output_tokens=output, estimated=True)

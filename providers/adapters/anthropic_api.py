@@ -33,6 +33,14 @@ FINISH_REASONS = {
 }
 
 
+def _reported(error: ProviderError, usage: Usage, reported: bool) -> ProviderError:
+    """A broken stream's error, carrying the usage Anthropic reported before the break (message_start has the input
+    and cache counts), so the engine meters those instead of an estimate."""
+    if reported:
+        error.usage = usage
+    return error
+
+
 def _usage(raw: Any, into: Usage | None = None) -> Usage:
     usage = into or Usage()
     if not isinstance(raw, dict):
@@ -241,13 +249,13 @@ class AnthropicAdapter:
                     elif kind == "message_stop":
                         finished = True
         except MALFORMED as exc:
-            raise malformed("a streamed event", exc, request_id) from exc
-        except ProviderError:
-            raise
+            raise _reported(malformed("a streamed event", exc, request_id), usage, reported) from exc
+        except ProviderError as exc:
+            raise _reported(exc, usage, reported)
         except Exception as exc:  # noqa: BLE001
-            raise classify_anthropic(exc) from exc
+            raise _reported(classify_anthropic(exc), usage, reported) from exc
         if not finished:
-            raise ProviderError(ErrorKind.CONNECTION, "the stream ended before message_stop", request_id=request_id)
+            raise _reported(ProviderError(ErrorKind.CONNECTION, "the stream ended before message_stop", request_id=request_id), usage, reported)
         text = "".join(parts)
         yield StreamEvent(
             type="done",

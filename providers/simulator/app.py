@@ -288,7 +288,7 @@ class SimulatorApp:
         if invalid:
             return await _send_json(send, invalid[0], invalid[1], _id_headers(provider))
 
-        reply = wire.build_reply(provider, body, fault=kind, usage_override=rule["usage"] if kind == "usage" else None)
+        reply = wire.build_reply(provider, body, fault=kind, usage_override=rule["usage"] if rule else None)
         headers = _id_headers(provider)
         if provider == OPENROUTER:
             headers.append((b"x-generation-id", reply.id.encode()))

@@ -56,6 +56,17 @@ def test_a_failure_after_the_first_delta_ends_the_stream_with_an_error_event(api
     assert Decimal(totals["cost"]) == record.cost
 
 
+def test_a_broken_anthropic_stream_bills_the_input_it_reported_before_the_break(api_client, conversation_id, simulator):
+    reported = {"input_tokens": 20_000, "cache_read_input_tokens": 100_000, "cache_creation_input_tokens": 5_000}
+    simulator.add_fault(provider="anthropic", fault="stream_cut", usage=reported)
+    events = sse_events(post_message(api_client, conversation_id, LONG, mode="stream"))
+    assert events[-1][0] == "error"
+
+    record = UsageRecord.objects.get(message_id=events[-1][1]["message"]["id"])
+    assert (record.input_tokens, record.cached_input_tokens, record.cache_write_tokens) == (20_000, 100_000, 5_000)
+    assert record.output_tokens > 0 and record.usage_estimated  # the output is still counted from the text received
+
+
 def test_when_every_candidate_fails_before_streaming_it_answers_an_error_status(api_client, conversation_id, simulator):
     simulator.add_fault(fault="overloaded")
     response = post_message(api_client, conversation_id, LONG, mode="stream")
