@@ -38,13 +38,18 @@ DAY_TTL = 2 * 24 * 3600
 
 
 class BudgetExceeded(Exception):
-    def __init__(self, tenant: Tenant, used: int, retry_after: int):
+    def __init__(self, tenant: Tenant, used: int, retry_after: int, asked: int = 0):
         self.tenant = tenant
         self.used = used
         self.retry_after = retry_after
-        super().__init__(
-            f"daily token budget of {tenant.daily_token_budget} reached ({used} used or reserved); it resets at midnight {tenant.timezone}"
-        )
+        budget = tenant.daily_token_budget or 0
+        resets = f"it resets at midnight {tenant.timezone}"
+        if used < budget:  # room is left, but not for this call's prompt plus its longest possible reply
+            message = (f"this request may use up to {asked} tokens (its prompt and max output), more than the {budget - used} "
+                       f"left of today's budget of {budget}; ask for fewer output tokens (max_tokens), or wait: {resets}")
+        else:
+            message = f"daily token budget of {budget} reached ({used} used or reserved); {resets}"
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ def budget_reserve(*, tenant: Tenant, tokens: int) -> Reservation:
     reserved, total = shared_state().incr_within(bucket, tokens, tenant.daily_token_budget, others,
                                                  ttl=_lease_seconds() + BUCKET_SECONDS)
     if not reserved:
-        raise BudgetExceeded(tenant, total, seconds_until_reset(tenant))
+        raise BudgetExceeded(tenant, total, seconds_until_reset(tenant), asked=tokens)
     return Reservation(tenant_id=tenant.pk, day=day, bucket_key=bucket, tokens=tokens, id=uuid.uuid4().hex)
 
 

@@ -37,6 +37,11 @@ def test_reserve_settle_and_release(tenant):
         budget_reserve(tenant=tenant, tokens=800)
     assert 0 < exceeded.value.retry_after <= 24 * 3600
     assert budget_usage(tenant) == (250, 0)  # a refused reservation leaves nothing behind
+    # Room is left, just not for this call: the message says so (a smaller max_tokens would pass now).
+    assert "may use up to 800 tokens" in str(exceeded.value) and "more than the 750 left" in str(exceeded.value)
+    budget_settle(reservation=budget_reserve(tenant=tenant, tokens=750), tenant=tenant, tokens_used=750)
+    with pytest.raises(BudgetExceeded, match=r"daily token budget of 1000 reached \(1000 used or reserved\)"):
+        budget_reserve(tenant=tenant, tokens=1)
 
 
 def test_an_unlimited_tenant_is_never_refused(tenant):
