@@ -292,12 +292,13 @@ def _plan(ctx: RoutingContext) -> Plan:
     rule_name = None
     strategy = Strategy.IN_ORDER
     target: RoutingTarget | None = None
+    requested: tuple[LLMModel, ...] = ()
     if ctx.force_tier:
         models = tier_models(ctx.force_tier)
         reason = f"{ctx.force_tier} tier"
     elif ctx.requested_model and ctx.requested_model != "auto":
-        models = resolve_model(ctx.requested_model)
-        if policy:
+        models = requested = resolve_model(ctx.requested_model)
+        if policy:  # then the default target: the client's call is still answered while the named model fails
             models = models + target_models(policy.default_target)
         reason = f"requested model {ctx.requested_model}"
     elif policy:
@@ -326,6 +327,10 @@ def _plan(ctx: RoutingContext) -> Plan:
         reason += "; widened: no model of the target could take the request"
 
     creds = credentials_by_provider(ctx.tenant, policy.allow_agency_fallback if policy else True)
+    if requested and not any(creds.get(m.provider_id) for m in requested):
+        # As GET /v1/models has it: a model no key of this client's may call is not one it can name.
+        raise UnknownModelError(f"model {ctx.requested_model!r} is not available to this client (no provider key for it): "
+                                "use 'auto' or a model listed by GET /v1/models")
     candidates = _order(
         [Candidate(model=m, credential=c) for m in fitting for c in creds.get(m.provider_id, [])],
         strategy,

@@ -71,6 +71,13 @@ def test_errors_reach_the_sdk_as_its_own_exceptions(sdk, simulator):
     with pytest.raises(openai.BadRequestError) as bad:
         sdk.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
     assert bad.value.body["code"] == "model_not_found"
+    # A catalogue model that no key of this client's can call (no OpenRouter key here) is not silently replaced
+    # by the policy's default: GET /v1/models does not list it either.
+    with pytest.raises(openai.BadRequestError) as unavailable_model:
+        sdk.chat.completions.create(model="anthropic/claude-haiku-4.5", messages=[{"role": "user", "content": "x"}])
+    assert unavailable_model.value.body["code"] == "model_not_found" and "not available to this client" in unavailable_model.value.body["message"]
+    assert "anthropic/claude-haiku-4.5" not in {m.id for m in sdk.models.list()}
+    assert not simulator.requests()
     with pytest.raises(openai.BadRequestError) as invalid:
         sdk.chat.completions.create(model="auto", messages=[])
     assert "messages" in invalid.value.body["message"]
