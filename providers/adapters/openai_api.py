@@ -137,9 +137,10 @@ class OpenAIAdapter:
             message = choice["message"]
             tool_calls = list(message.get("tool_calls") or [])
             usage = completion.get("usage")
+            text, refusal = text_of(message.get("content")), text_of(message.get("refusal"))
             return ChatResult(
-                text=text_of(message.get("content")),
-                finish_reason=FINISH_REASONS.get(choice.get("finish_reason") or "", FinishReason.STOP),
+                text=text or refusal,
+                finish_reason=_finish(choice.get("finish_reason"), refused=bool(refusal) and not text),
                 usage=normalize_usage(usage),
                 model=completion.get("model") or request.model,
                 request_id=request_id or str(completion.get("id") or ""),
@@ -159,6 +160,7 @@ class OpenAIAdapter:
         finish: str | None = None
         raw_usage = None
         request_id = ""
+        refused = False  # the model declined: its text came in `refusal`, not `content`
         try:
             stream = self._post(request, stream=True)
             request_id = self._request_id(stream.response.headers, "")
@@ -171,6 +173,10 @@ class OpenAIAdapter:
                     for choice in chunk.get("choices") or ():
                         delta = choice.get("delta") or {}
                         text = text_of(delta.get("content"))
+                        refusal = text_of(delta.get("refusal"))
+                        if refusal and not parts:
+                            refused = True
+                        text = text or refusal
                         if text:
                             clock.mark_first_token()
                             parts.append(text)
@@ -192,7 +198,7 @@ class OpenAIAdapter:
             type="done",
             result=ChatResult(
                 text=text,
-                finish_reason=FINISH_REASONS.get(finish, FinishReason.STOP),
+                finish_reason=_finish(finish, refused=refused),
                 usage=normalize_usage(raw_usage) if raw_usage is not None else estimated_usage(request, text, calls),
                 model=model,
                 request_id=request_id,
@@ -202,6 +208,12 @@ class OpenAIAdapter:
                 provider_cost=reported_cost(raw_usage),
             ),
         )
+
+
+def _finish(reason: str | None, *, refused: bool) -> FinishReason:
+    """A reply the model declined (its text in `refusal`, as structured outputs report it) is a content_filter stop,
+    like Anthropic's `refusal`: the client gets the refusal text and a reason, not an empty answer."""
+    return FinishReason.CONTENT_FILTER if refused else FINISH_REASONS.get(reason or "", FinishReason.STOP)
 
 
 def _message(message: ChatMessage) -> dict[str, Any]:

@@ -162,6 +162,7 @@ class Reply:
     stop_sequence: str | None = None
     tool_name: str | None = None
     tool_id: str | None = None
+    refusal: bool = False  # OpenAI / OpenRouter: the text goes in `refusal`, `content` is null
     usage: dict = field(default_factory=dict)
     id: str = ""
     created: int = 0
@@ -257,6 +258,10 @@ def build_reply(provider: str, body: dict, *, fault: str | None = None, usage_ov
             words = words[: max(1, len(words) // 2)]
             finish = "refusal" if anthropic else "content_filter"
             stop_seq = None
+        if fault == "refusal":  # a model declining: OpenAI's `refusal` field (structured outputs), Anthropic's stop reason
+            words = "I'm sorry, but I can't help with that.".split()
+            finish = "refusal" if anthropic else "stop"
+            stop_seq = None
         output = len(words)
 
     prompt = input_tokens(body)
@@ -281,6 +286,7 @@ def build_reply(provider: str, body: dict, *, fault: str | None = None, usage_ov
         stop_sequence=stop_seq,
         tool_name=tool_name,
         tool_id=(new_id("toolu_") if anthropic else new_id("call_")) if tool_name else None,
+        refusal=fault == "refusal" and not anthropic,
         usage=usage,
         id=rid,
         created=int(time.time()),
@@ -321,7 +327,7 @@ def openai_completion(r: Reply) -> dict:
             ],
         }
     else:
-        message = {"role": "assistant", "content": r.text, "refusal": None, "annotations": []}
+        message = {"role": "assistant", "content": None if r.refusal else r.text, "refusal": r.text if r.refusal else None, "annotations": []}
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": r.finish}
     body = {
         "id": r.id,
@@ -454,7 +460,7 @@ def openai_stream(r: Reply, include_usage: bool) -> Stream:
             chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
         ]
     else:
-        deltas = [chunk({"content": d}) for d in r.deltas()]
+        deltas = [chunk({"refusal" if r.refusal else "content": d}) for d in r.deltas()]
     half = len(deltas) // 2
     head = events + deltas[:half]
     tail = deltas[half:]
@@ -501,7 +507,7 @@ ERROR_KINDS = (
     "not_found",
     "context_too_long",
 )
-BEHAVIOUR_KINDS = ("content_filter", "timeout", "drop", "invalid_json", "stream_cut", "stream_error", "latency", "usage")
+BEHAVIOUR_KINDS = ("content_filter", "refusal", "timeout", "drop", "invalid_json", "stream_cut", "stream_error", "latency", "usage")
 FAULT_KINDS = ERROR_KINDS + BEHAVIOUR_KINDS
 
 # kind -> (status, error.type, message)

@@ -65,6 +65,16 @@ def test_it_normalizes_a_content_filter_finish(simulator, kind):
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
+def test_a_refusal_reaches_the_client_as_text_with_a_content_filter_finish(simulator, kind):
+    # OpenAI and OpenRouter put a declining model's words in `refusal` (content null); Anthropic stops with `refusal`.
+    simulator.add_fault(provider=kind, fault="refusal")
+    result = adapter(simulator, kind).complete(request(kind))
+    text, streamed = collect(adapter(simulator, kind).stream(request(kind)))
+    assert result.text == text == streamed.text == "I'm sorry, but I can't help with that."
+    assert result.finish_reason == streamed.finish_reason == FinishReason.CONTENT_FILTER
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
 def test_it_returns_tool_calls(simulator, kind):
     tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {}}}}]
     result = adapter(simulator, kind).complete(request(kind, text="what is the weather", tools=tools))
