@@ -43,13 +43,19 @@ def message_payload(message: Message) -> dict:
                 "route": _route(message) if message.route_reason else None,
                 "tool_calls": message.route_decision.get("tool_calls") or None,
                 "completed_at": _iso(message.completed_at),
-                "error": {"code": message.error_code, "message": message.error_detail} if message.status == "failed" else None,
+                "error": {"code": message.error_code, "message": _error_message(message)} if message.status == "failed" else None,
             }
         )
     else:
         payload["escalate"] = message.escalate
         payload["metadata"] = message.metadata
     return payload
+
+
+def _error_message(message: Message) -> str:
+    """What the client was told when the reply failed (the provider's reason for a refused request, say), as a sync
+    call answered it; the internal detail (each candidate's outcome) stays in the admin and the route's attempts."""
+    return (message.route_decision.get("answer") or {}).get("message") or message.error_detail
 
 
 ROUTE_FIELDS = ("policy", "rule", "complexity", "complexity_threshold", "target", "strategy", "excluded", "candidates",

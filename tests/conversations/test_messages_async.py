@@ -43,6 +43,19 @@ def test_async_answers_202_and_the_reply_can_be_polled(api_client, conversation_
     assert polled["status"] == "completed" and polled["content"].endswith("later please")
 
 
+def test_a_failed_async_reply_shows_what_a_sync_call_would_have_been_told(api_client, conversation_id, simulator,
+                                                                          django_capture_on_commit_callbacks):
+    simulator.add_fault(fault="bad_request")
+    sync = post_message(api_client, conversation_id, "refuse me", mode="sync")
+    with django_capture_on_commit_callbacks(execute=True):
+        reply_id = post_message(api_client, conversation_id, "refuse me too", mode="async").json()["id"]
+
+    polled = api_client.get(f"/api/v1/messages/{reply_id}").json()
+    assert polled["status"] == "failed"
+    assert polled["error"] == {"code": sync.json()["error"]["code"], "message": sync.json()["error"]["message"]}
+    assert "provider refused" in polled["error"]["message"] and "candidate" not in polled["error"]["message"]
+
+
 def test_async_posts_a_signed_callback(api_client, policy, callback_server, django_capture_on_commit_callbacks, tenant):
     url, received = callback_server
     conversation = api_client.post("/api/v1/conversations", {"callback_url": url}, format="json").json()
