@@ -144,7 +144,9 @@ def _usage(reply: Message) -> dict:
         "total_tokens": reply.total_tokens,
         "prompt_tokens_details": {"cached_tokens": reply.cached_input_tokens, "cache_write_tokens": reply.cache_write_tokens},
         "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens},
-        "cost": str(reply.cost) if reply.cost is not None else None,
+        # A JSON number, as OpenRouter sends it (clients add them up); the shortest float repr keeps the 8 decimals of
+        # any cost under $10M. X-AgencyHub-Cost and the REST API give the Decimal as text.
+        "cost": float(reply.cost) if reply.cost is not None else None,
     }
 
 

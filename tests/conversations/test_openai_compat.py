@@ -41,6 +41,8 @@ def test_the_openai_sdk_gets_a_completion_with_routing_headers(sdk):
     assert raw.headers["x-agencyhub-route-reason"] == "default -> Economy chain"
     record = UsageRecord.objects.get()
     assert Decimal(raw.headers["x-agencyhub-cost"]) == record.cost
+    cost = raw.http_response.json()["usage"]["cost"]
+    assert isinstance(cost, float) and Decimal(str(cost)) == record.cost  # a number, as OpenRouter sends it
     # grouped by `user`: a second call lands in the same conversation
     sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "again"}], user="visitor-1")
     conversation = Conversation.objects.get()
