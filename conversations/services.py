@@ -52,6 +52,7 @@ class Overrides:
     sampling: dict[str, Any] = field(default_factory=dict)  # top_p, seed, presence_penalty, frequency_penalty
     response_format: dict[str, Any] | None = None
     tool_choice: dict[str, Any] | str | None = None
+    parallel_tool_calls: bool | None = None
 
 
 @dataclass
@@ -178,6 +179,7 @@ class Prompt:
     sampling: dict[str, Any] = field(default_factory=dict)
     response_format: dict[str, Any] | None = None
     tool_choice: dict[str, Any] | str | None = None
+    parallel_tool_calls: bool | None = None
 
     @property
     def estimated_tokens(self) -> int:
@@ -208,6 +210,7 @@ def _prompt(reply: Message, overrides: Overrides | None) -> Prompt:
         sampling=overrides.sampling if overrides else {},
         response_format=overrides.response_format if overrides else None,
         tool_choice=overrides.tool_choice if overrides else None,
+        parallel_tool_calls=overrides.parallel_tool_calls if overrides else None,
     )
 
 
@@ -249,6 +252,7 @@ def _request_builder(reply: Message, prompt: Prompt):
             sampling=prompt.sampling,
             response_format=prompt.response_format,
             tool_choice=prompt.tool_choice,
+            parallel_tool_calls=prompt.parallel_tool_calls,
             metadata={"user_id": user_id} if user_id else {},
         )
 

@@ -100,6 +100,7 @@ class ChatRequest:
     sampling: dict[str, Any] = field(default_factory=dict)  # top_p, seed, presence_penalty, frequency_penalty
     response_format: dict[str, Any] | None = None  # OpenAI's: {"type": "text" | "json_object" | "json_schema", ...}
     tool_choice: dict[str, Any] | str | None = None  # OpenAI's: "none" | "auto" | "required" | {"type": "function", ...}
+    parallel_tool_calls: bool | None = None  # False: at most one tool call per reply (None: the provider's default)
 
 
 @dataclass

@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 from conversations.access import access_assistant
 from conversations.api.errors import reply_failed_error, stored_failure
 from conversations.api.openai_messages import chat_messages, no_nul, stored_text
-from conversations.api.openai_options import response_format, sampling, tool_choice, tool_definitions
+from conversations.api.openai_options import parallel_tool_calls, response_format, sampling, tool_choice, tool_definitions
 from conversations.api.origins import check_origin
 from conversations.api.serializers import json_problem
 from conversations.api.views import idempotency_key, scoped_assistant
@@ -65,7 +65,7 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
         raise ValidationError({"stop": "must be a non-empty string or a list of them"})
     if len(stop) > MAX_STOP:
         raise ValidationError({"stop": f"at most {MAX_STOP} sequences"})
-    tools = tool_definitions(body.get("tools"))
+    tools = tool_definitions(body.get("tools"), legacy=body.get("functions") or body.get("function_call"))
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ValidationError({"stream": "must be a boolean"})
@@ -87,6 +87,7 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
         max_tokens=max_tokens, temperature=float(temperature) if temperature is not None else None, stop=stop, tools=tools,
         sampling=sampling(body), response_format=response_format(body.get("response_format")),
         tool_choice=tool_choice(body.get("tool_choice"), tools) if tools else None,
+        parallel_tool_calls=parallel_tool_calls(body.get("parallel_tool_calls")) if tools else None,
     )
     return overrides, stream, include_usage, stored_text(messages[-1])
 

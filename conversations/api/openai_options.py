@@ -1,7 +1,7 @@
 """The optional generation settings of an OpenAI Chat Completions request, validated.
 
-- `tools` (OpenAI function tools) and `tool_choice` go to OpenAI and OpenRouter as they are, and to Anthropic in
-  its own shapes.
+- `tools` (OpenAI function tools), `tool_choice` and `parallel_tool_calls` go to OpenAI and OpenRouter as they are,
+  and to Anthropic in its own shapes. The deprecated `functions` / `function_call` are refused (400), not ignored.
 - Sampling settings (`top_p`, `seed`, `presence_penalty`, `frequency_penalty`) reach OpenAI and OpenRouter models
   that take sampling settings (not reasoning models, which refuse them). Anthropic gets none of them: it has no seed
   or penalties, and its current models refuse `top_p` together with `temperature`.
@@ -60,8 +60,12 @@ def response_format(value: Any) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": spec}
 
 
-def tool_definitions(raw: Any) -> list[dict[str, Any]]:
-    """OpenAI function tools: each {"type": "function", "function": {"name", "description"?, "parameters"?}}."""
+def tool_definitions(raw: Any, legacy: Any = None) -> list[dict[str, Any]]:
+    """OpenAI function tools: each {"type": "function", "function": {"name", "description"?, "parameters"?}}.
+    `legacy` is the deprecated `functions` list: refused by name rather than silently ignored."""
+    if legacy is not None:
+        raise ValidationError({"functions": "functions and function_call are deprecated by OpenAI and not supported: "
+                                            "send them as tools and tool_choice"})
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -77,6 +81,13 @@ def tool_definitions(raw: Any) -> list[dict[str, Any]]:
         if not isinstance(function.get("description", ""), str):
             raise ValidationError({f"tools[{i}].function.description": "must be a string"})
     return raw
+
+
+def parallel_tool_calls(value: Any) -> bool | None:
+    """False asks for at most one tool call per reply (Anthropic: `disable_parallel_tool_use`)."""
+    if value is not None and not isinstance(value, bool):
+        raise ValidationError({"parallel_tool_calls": "must be a boolean"})
+    return value
 
 
 def tool_choice(value: Any, tools: list[dict[str, Any]]) -> dict[str, Any] | str | None:

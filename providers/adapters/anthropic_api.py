@@ -163,8 +163,11 @@ class AnthropicAdapter:
             params["stop_sequences"] = stop
         if request.tools:
             params["tools"] = _tools(request.tools)
-            if request.tool_choice is not None:
-                params["tool_choice"] = _tool_choice(request.tool_choice)
+            choice = _tool_choice(request.tool_choice or "auto")
+            if request.parallel_tool_calls is False and choice["type"] != "none":
+                choice["disable_parallel_tool_use"] = True  # OpenAI's parallel_tool_calls: false
+            if request.tool_choice is not None or "disable_parallel_tool_use" in choice:
+                params["tool_choice"] = choice
         if request.metadata.get("user_id"):
             params["metadata"] = {"user_id": str(request.metadata["user_id"])[:256]}
         # Some models refuse temperature entirely (the 2.x SDK no longer takes it as a keyword of create()).

@@ -102,6 +102,8 @@ class OpenAIAdapter:
             params["tools"] = request.tools
             if request.tool_choice is not None:
                 params["tool_choice"] = request.tool_choice
+            if request.parallel_tool_calls is not None:
+                params["parallel_tool_calls"] = request.parallel_tool_calls
         if request.metadata.get("user_id"):
             params["user"] = str(request.metadata["user_id"])[:256]
         params.update(self.extra_body(request))

@@ -321,6 +321,18 @@ def test_tool_choice_reaches_each_provider_in_its_own_shape(sdk, simulator):
     assert "tool_choice.function.name" in bad.value.body["message"]
 
 
+def test_parallel_tool_calls_off_reaches_each_provider_in_its_own_shape(sdk, simulator):
+    question = [{"role": "user", "content": "Weather in Oslo?"}]
+    sdk.chat.completions.create(model="auto", messages=question, tools=[WEATHER_TOOL], parallel_tool_calls=False)
+    assert _generation_bodies(simulator, "anthropic")[0]["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    simulator.add_fault(provider="anthropic", fault="overloaded")
+    sdk.chat.completions.create(model="auto", messages=question, tools=[WEATHER_TOOL], tool_choice="required", parallel_tool_calls=False)
+    assert _generation_bodies(simulator, "anthropic")[1]["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+    assert _generation_bodies(simulator, "openai")[0]["parallel_tool_calls"] is False
+    sdk.chat.completions.create(model="auto", messages=question, tools=[WEATHER_TOOL])  # not asked: not sent
+    assert "parallel_tool_calls" not in _generation_bodies(simulator, "openai")[1]
+
+
 def test_a_request_the_provider_refuses_reaches_the_sdk_as_a_bad_request(sdk, simulator):
     simulator.add_fault(provider="anthropic", fault="bad_request")
     for stream in (False, True):
@@ -335,6 +347,9 @@ def test_a_request_the_provider_refuses_reaches_the_sdk_as_a_bad_request(sdk, si
     ({"tools": [{"type": "function", "function": {"name": "get weather!"}}]}, "tools[0].function.name"),
     ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": "get_weather"}}, "tool_choice"),
     ({"tools": [WEATHER_TOOL], "tool_choice": ["auto"]}, "tool_choice"),
+    ({"tools": [WEATHER_TOOL], "parallel_tool_calls": "no"}, "parallel_tool_calls"),
+    ({"functions": [WEATHER_TOOL["function"]]}, "functions"),
+    ({"function_call": "auto"}, "functions"),
 ])
 def test_malformed_tools_answer_400_not_500(sdk, simulator, options, field):
     with pytest.raises(openai.BadRequestError) as bad:
