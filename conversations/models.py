@@ -1,8 +1,11 @@
 import uuid
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from conversations.web_origins import BadOrigin, origins_normalize
 
 
 class Assistant(models.Model):
@@ -36,6 +39,18 @@ class Assistant(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.tenant})"
 
+    def clean(self) -> None:
+        errors = {}
+        try:
+            self.allowed_origins = origins_normalize(self.allowed_origins)
+        except BadOrigin as exc:
+            errors["allowed_origins"] = str(exc)
+        policy = self.routing_policy
+        if policy is not None and policy.tenant_id is not None and policy.tenant_id != self.tenant_id:
+            errors["routing_policy"] = f"{policy} belongs to another client: pick this client's policy or an agency-wide one"
+        if errors:
+            raise ValidationError(errors)
+
 
 class ApiKeyScope(models.Model):
     """Limits a tenant API key to one assistant."""
@@ -45,6 +60,10 @@ class ApiKeyScope(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_key} → {self.assistant.slug}"
+
+    def clean(self) -> None:
+        if self.api_key_id and self.assistant_id and self.api_key.tenant_id != self.assistant.tenant_id:
+            raise ValidationError({"assistant": f"{self.assistant} belongs to another client than the key {self.api_key}"})
 
 
 class Conversation(models.Model):

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 
 from conversations.api.errors import ApiError
 from conversations.models import Assistant
+from conversations.web_origins import origin_allowed
 
 API_PREFIXES = ("/api/v1/", "/v1/")
 ALLOW_METHODS = "GET, POST, OPTIONS"
@@ -41,8 +42,7 @@ def check_origin(request: Request, assistant: Assistant) -> None:
     if not origin:
         return
     http_request = getattr(request, "_request", request)  # the HttpRequest under DRF's Request: what the middleware sees
-    allowed = assistant.allowed_origins or []
-    if origin in allowed or "*" in allowed:
+    if origin_allowed(origin, assistant.allowed_origins):
         setattr(http_request, _ALLOWED, True)
         return
     setattr(http_request, _REFUSED, True)

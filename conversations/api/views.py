@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Iterator
 
 from django.http import StreamingHttpResponse
@@ -15,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from conversations.access import NotFound, access_assistant, access_conversation, access_message
-from conversations.api.errors import not_found, reply_failed_error, stored_failure
+from conversations.api.errors import ApiError, not_found, reply_failed_error, stored_failure
 from conversations.api.origins import check_origin
 from conversations.api.serializers import ConversationCreateInput, FeedbackInput, MessagePostInput
 from conversations.images import parse_images, stored_whole
@@ -27,6 +28,7 @@ from tenants.config_cache import memo
 IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
                                       description="A retry with the same key returns the first result; the provider is never called twice.")
 MAX_IDEMPOTENCY_KEY = 255  # Message.idempotency_key
+log = logging.getLogger(__name__)
 GENERIC = inline_serializer("Envelope", fields={"id": serializers.CharField()})
 
 
@@ -36,7 +38,13 @@ def scoped_assistant(request: Request) -> Assistant | None:
         scope = ApiKeyScope.objects.filter(api_key=request.auth).select_related("assistant").first()
         return scope.assistant if scope else None
 
-    return memo(("key-assistant", request.auth.pk), build)
+    assistant = memo(("key-assistant", request.auth.pk), build)
+    if assistant is not None and assistant.tenant_id != request.auth.tenant_id:
+        # Refused when saved (ApiKeyScope.clean); one stored otherwise must not run another client's assistant.
+        log.error("API key %s is limited to assistant %s of another tenant: refused", request.auth.pk, assistant.pk)
+        raise ApiError(status_code=403, type="permission_error", code="key_misconfigured",
+                       message="this API key is limited to an assistant it cannot use; ask the agency for a new key")
+    return assistant
 
 
 def _conversation(request: Request, conversation_id) -> Conversation:

@@ -49,3 +49,20 @@ def test_it_records_a_budget_change_in_the_history(staff_client, tenant):
     assert tenant.daily_token_budget == 50000
     entry = LogEntry.objects.get(object_id=str(tenant.pk))
     assert "Daily token budget" in entry.get_change_message()
+
+
+def test_an_assistant_form_refuses_bad_origins_and_another_clients_policy(admin_client, tenant):
+    from conversations.models import Assistant
+    from routing.models import RoutingPolicy, RoutingTarget
+    from tenants.services import tenant_create
+
+    other, _ = tenant_create(slug="other", name="Other")
+    economy = RoutingTarget.objects.create(name="Economy tier", tier="economy")
+    theirs = RoutingPolicy.objects.create(name="Other's policy", tenant=other, default_target=economy)
+    form = {"tenant": tenant.pk, "name": "Shop", "slug": "shop", "is_active": "on", "default_max_tokens": "1024",
+            "allowed_origins": '"https://shop.example"', "routing_policy": theirs.pk}
+    page = admin_client.post("/admin/conversations/assistant/add/", form).content.decode()
+    assert "must be a list of origins" in page and "belongs to another client" in page
+    saved = admin_client.post("/admin/conversations/assistant/add/", {**form, "allowed_origins": "null", "routing_policy": ""})
+    assert saved.status_code == 302  # an emptied field is no origins, not a 500
+    assert Assistant.objects.get(slug="shop").allowed_origins == []

@@ -157,3 +157,56 @@ def test_an_unlimited_key_is_checked_against_the_assistant_it_acts_on(api_client
     # the key's own endpoints go by the tenant's default assistant, which lists no origin
     assert api_client.get("/api/v1/usage", headers=shop).status_code == 403
     assert api_client.post("/v1/chat/completions", CHAT, format="json", headers=shop).status_code == 403
+
+
+# --- what an assistant may list, and how it matches ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stored, origin, allowed", [
+    ("https://shop.example", "https://s", False),  # text, not a list: allows nothing (it matched by substring)
+    ("https://*.shop.example", EVIL, False),  # a "*" inside text is not "any origin"
+    (["HTTPS://Shop.Example:443/"], SHOP, True),  # saved before entries were normalized: still meant as the shop
+    (["https://*.shop.example"], "https://www.shop.example", True),
+    (["https://*.shop.example"], SHOP, False),  # a subdomain wildcard is not the apex
+    (["https://*.shop.example"], "https://evilshop.example", False),
+    ([SHOP], "https://shop.example.evil.example", False),
+    ([SHOP], "http://shop.example", False),
+    (["*"], EVIL, True),
+])
+def test_an_origin_matches_an_entry_exactly_or_as_a_listed_subdomain(web_client, tenant, stored, origin, allowed):
+    Assistant.objects.filter(tenant=tenant, slug="web").update(allowed_origins=stored)  # as stored, unchecked
+    response = web_client.post("/api/v1/conversations", {}, format="json", headers={"Origin": origin})
+    assert response.status_code == (201 if allowed else 403), response.content
+
+
+def test_an_assistant_saves_only_origins(tenant):
+    from django.core.exceptions import ValidationError
+
+    assistant = Assistant(tenant=tenant, name="Shop", slug="shop", allowed_origins=["HTTPS://Shop.Example/", "https://*.shop.example", SHOP])
+    assistant.full_clean()
+    assert assistant.allowed_origins == [SHOP, "https://*.shop.example"]
+    assistant.allowed_origins = None  # an emptied admin field: no origins, not a 500
+    assistant.full_clean()
+    assert assistant.allowed_origins == []
+    for bad, says in ((SHOP, "must be a list"), (["shop.example"], "entry 1: 'shop.example' needs http:// or https://"),
+                      ([SHOP, "https://shop.example/cart"], "entry 2"), ([{"a": 1}], "entry 1"), (["https://x.*.example"], "wildcard")):
+        assistant.allowed_origins = bad
+        with pytest.raises(ValidationError) as refused:
+            assistant.full_clean()
+        assert says in str(refused.value.message_dict["allowed_origins"])
+
+
+def test_a_key_cannot_be_limited_to_another_clients_assistant(api_client, tenant, policy):
+    from django.core.exceptions import ValidationError
+
+    from tenants.services import tenant_create
+
+    other, _ = tenant_create(slug="other", name="Other")
+    theirs = Assistant.objects.create(tenant=other, name="Theirs", slug="theirs")
+    scope = ApiKeyScope(api_key=ApiKey.objects.get(tenant=tenant), assistant=theirs)
+    with pytest.raises(ValidationError, match="belongs to another client"):
+        scope.full_clean()
+    scope.save()  # stored anyway (before the check existed): the key is refused, never runs their assistant
+    response = api_client.post("/api/v1/conversations", {}, format="json")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "key_misconfigured"
+    assert not Conversation.objects.exists()
