@@ -29,20 +29,24 @@ class Tenant(models.Model):
     is_active = models.BooleanField(default=True)
     timezone = models.CharField(max_length=64, default="UTC", validators=[_validate_timezone])
     daily_token_budget = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="Tokens per day in the tenant's time zone; empty = unlimited."
+        null=True, blank=True, validators=[MinValueValidator(1)],
+        help_text="Tokens per day in the tenant's time zone; empty = unlimited (to stop a client, untick Active).",
     )
     markup_percent = models.DecimalField(
         max_digits=6, decimal_places=2, default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))]
     )
     monthly_spend_cap = models.DecimalField(
-        max_digits=12, decimal_places=2, null=True, blank=True, help_text="Optional: refuse calls once this month's billed spend reaches it (USD)."
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0.01"))],
+        help_text="Optional: refuse calls once this month's billed spend reaches it (USD)."
     )
     byok_fee_percent = models.DecimalField(
         max_digits=6, decimal_places=2, default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))],
         help_text="Platform fee on BYOK usage, as % of its list cost (the client pays the provider directly).",
     )
     account_manager_email = models.EmailField(blank=True, help_text="Receives budget alerts.")
-    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute for the tenant; empty = unlimited.")
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Requests per minute for the tenant; empty = unlimited."
+    )
     retention_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Delete conversation content and attempt logs older than this; empty = keep. The ledger is always kept."
     )
@@ -77,7 +81,9 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
-    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute for this key; empty = unlimited.")
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Requests per minute for this key; empty = unlimited."
+    )
 
     objects = ApiKeyQuerySet.as_manager()
 

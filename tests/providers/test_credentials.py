@@ -10,6 +10,7 @@ from django.db import connection
 from providers import crypto
 from providers.models import Credential
 from providers.services import credential_rotate_all, credential_set
+from tenants.models import Tenant
 
 PLAIN = "sk-ant-test-0123456789abcdef"
 
@@ -107,6 +108,7 @@ def test_create_tenant_prints_a_working_key_once(db):
     call_command("create_tenant", "globex", "--name", "Globex", "--daily-token-budget", "50000", stdout=out)
     report = json.loads(out.getvalue())
     assert report["api_key"].startswith("ahk_") and report["daily_token_budget"] == 50000
+    assert report["webhook_secret"] == Tenant.objects.get(slug="globex").webhook_secret  # what verifies its callbacks
     with pytest.raises(CommandError, match="exists already"):
         call_command("create_tenant", "globex", "--name", "Globex")
     with pytest.raises(CommandError, match="timezone"):

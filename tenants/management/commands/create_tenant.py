@@ -26,4 +26,5 @@ class Command(BaseCommand):
         self.stdout.write(json.dumps({
             "tenant": tenant.slug, "name": tenant.name, "daily_token_budget": tenant.daily_token_budget,
             "timezone": tenant.timezone, "api_key": issued.raw, "api_key_prefix": issued.api_key.prefix,
+            "webhook_secret": tenant.webhook_secret,
         }))
