@@ -1,10 +1,9 @@
-import re
-
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from providers.models import ModelTier
+from routing.patterns import PatternError, pattern_compile
 
 
 class Strategy(models.TextChoices):
@@ -133,9 +132,9 @@ class RoutingRule(models.Model):
             raise ValidationError({"metadata_equals": 'must be a JSON object of key: value pairs, e.g. {"channel": "sales"}'})
         if self.pattern:
             try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValidationError({"pattern": f"not a valid regular expression: {exc}"}) from exc
+                pattern_compile(self.pattern)
+            except PatternError as exc:
+                raise ValidationError({"pattern": f"not a regular expression this router can run (RE2 syntax: no backreferences or lookarounds): {exc}"}) from exc
         if self.min_complexity is not None and self.premium_share_percent is not None:
             raise ValidationError("Use either a complexity threshold or a premium share, not both.")
 

@@ -8,7 +8,6 @@ paired with the credentials that may pay for it (the tenant's own first, then th
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -20,6 +19,7 @@ from providers.errors import NoPriceError
 from providers.models import Capability, Credential, LLMModel, ModelPrice, ModelTier, price_in_force
 from routing.complexity.quantiles import share_threshold
 from routing.models import ComplexityCalibration, RoutingPolicy, RoutingRule, RoutingTarget, Strategy
+from routing.patterns import pattern_matches
 from tenants.config_cache import config_scope, memo
 from tenants.models import Tenant
 
@@ -146,7 +146,7 @@ def rule_matches(rule: RoutingRule, ctx: RoutingContext, policy: RoutingPolicy, 
     for key, expected in conditions.items():
         if ctx.metadata.get(key) != expected:
             return False
-    if rule.pattern and not re.search(rule.pattern, ctx.text, re.IGNORECASE):
+    if rule.pattern and not pattern_matches(rule.pattern, ctx.text):
         return False
     if rule.min_complexity is not None or rule.premium_share_percent is not None:
         threshold = _threshold(rule, ctx.tenant)

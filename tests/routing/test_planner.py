@@ -85,8 +85,24 @@ def test_keyword_regex_and_metadata(tenant, routed_policy, targets):
 def test_an_invalid_regex_is_refused_with_a_message(routed_policy, targets):
     from django.core.exceptions import ValidationError
 
-    with pytest.raises(ValidationError, match="not a valid regular expression"):
-        add_rule(routed_policy, targets["premium"], pattern="([unclosed")
+    for bad in ("([unclosed", r"(a)\1", r"refund(?!able)"):  # RE2 has no backreferences or lookarounds
+        with pytest.raises(ValidationError, match="not a regular expression this router can run"):
+            add_rule(routed_policy, targets["premium"], pattern=bad)
+
+
+def test_a_pattern_cannot_make_a_message_take_exponential_time(tenant, routed_policy, targets):
+    # With Python's re, (a+)+$ on 24 a's and a "!" took a second, doubling with each character (28: about 16 s, so a
+    # regression shows as a slow test; 40 would be hours). RE2 is linear in the text, whatever the pattern.
+    add_rule(routed_policy, targets["premium"], name="nested", pattern=r"(a+)+$")
+    assert plan_route(ctx(tenant, text="a" * 28 + "!")).details["rule"] is None
+    assert plan_route(ctx(tenant, text="aaa")).details["rule"] == "nested"
+
+
+def test_a_stored_pattern_re2_cannot_take_never_fires_and_never_fails_the_message(tenant, routed_policy, targets):
+    from routing.models import RoutingRule
+
+    RoutingRule.objects.create(policy=routed_policy, target=targets["premium"], name="old", position=0, pattern=r"(x)\1")
+    assert plan_route(ctx(tenant, text="xx")).details["rule"] is None
 
 
 def test_conditions_combine_with_and(tenant, routed_policy, targets):
