@@ -34,6 +34,9 @@ def test_seed_demo_is_idempotent_and_prints_the_same_login_and_key(db, monkeypat
     reply = client.post(f"/api/v1/conversations/{conversation_id}/messages", {"content": "hi"}, content_type="application/json",
                         HTTP_AUTHORIZATION="Bearer ahk_demo_key_for_tests_0123456789")
     assert reply.status_code == 201 and reply.json()["provider"] == "sandbox"
+    # Staff revoke the demo key: it is not printed as if it still worked.
+    ApiKey.objects.filter(prefix="ahk_demo_key").update(revoked_at="2026-11-25T00:00:00Z")
+    assert _seed()["tenant"]["api_key"].startswith("(revoked")
 
 
 def test_seed_demo_uses_provider_keys_from_the_environment(db, monkeypatch):

@@ -54,8 +54,12 @@ class Command(BaseCommand):
         tenant, created = Tenant.objects.get_or_create(slug="demo", defaults={"name": "Demo Client", "daily_token_budget": 1_000_000})
         raw = os.environ.get("DEMO_API_KEY", "")
         if raw:
-            if not ApiKey.objects.filter(key_hash=hash_api_key(raw)).exists():
+            key = ApiKey.objects.filter(key_hash=hash_api_key(raw)).first()
+            if key is None:
                 ApiKey.objects.create(tenant=tenant, name="demo", prefix=raw[:12], key_hash=hash_api_key(raw))
+            elif not ApiKey.objects.active().filter(pk=key.pk).exists():  # revoked by staff since: not ours to undo
+                return {"slug": tenant.slug, "created": created,
+                        "api_key": "(revoked, or its client deactivated, in the admin; issue one with: manage.py issue_api_key demo)"}
         elif not tenant.api_keys.exists():
             raw = api_key_issue(tenant=tenant, name="demo").raw
         return {"slug": tenant.slug, "created": created, "api_key": raw or "(unchanged; issue one with: manage.py issue_api_key demo)"}
