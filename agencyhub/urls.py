@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agencyhub import health, metrics
@@ -17,6 +17,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    # Anything else under the API: the JSON 404 (handler404 covers it too, except under DEBUG, which shows Django's page).
+    re_path(r"^(?:api|v1)/", health.not_found),
 ]
 
 handler400 = "agencyhub.health.bad_request"

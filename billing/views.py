@@ -3,7 +3,6 @@ not a session, so it gets the login page like anyone anonymous; staff need billi
 
 from __future__ import annotations
 
-from datetime import date
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required, permission_required
@@ -31,17 +30,15 @@ def finance_only(view):
     return wrapped
 
 
-def _parse_month(value: str) -> date | None:
-    try:
-        return parse_month(value)
-    except ValueError:
-        return None  # no (or a malformed) month filter: every month
-
-
 @finance_only
 def invoice_list(request):
     invoices = Invoice.objects.select_related("tenant", "corrects")
-    month = _parse_month(request.GET.get("month", ""))
+    month, month_error = None, ""
+    if request.GET.get("month"):
+        try:
+            month = parse_month(request.GET["month"])
+        except ValueError as exc:
+            month_error = f"Month: {exc}. Showing every month."
     if month:
         invoices = invoices.filter(period_start=month)
     tenant_slug = request.GET.get("tenant", "")
@@ -49,7 +46,7 @@ def invoice_list(request):
         invoices = invoices.filter(tenant__slug=tenant_slug)
     page = Paginator(invoices, 100).get_page(request.GET.get("page"))
     return render(request, "billing/invoice_list.html", {
-        "page": page, "month": month, "tenant_slug": tenant_slug,
+        "page": page, "month": month, "month_error": month_error, "tenant_slug": tenant_slug,
         "tenants": Tenant.objects.filter(invoices__isnull=False).distinct().order_by("name"),
         "title": "Invoices", "has_permission": True,
     })

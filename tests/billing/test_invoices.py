@@ -422,6 +422,9 @@ def test_finance_downloads_pdf_and_csv(client, finance_user, invoice):
     assert listing.status_code == 200 and invoice.number in listing.content.decode()
     assert invoice.number not in client.get("/billing/invoices/", {"month": "2026-10"}).content.decode()
     assert client.get("/billing/invoices/999999.pdf").status_code == 404
+    assert client.get("/billing/")["Location"] == "/billing/invoices/"
+    odd = client.get("/billing/invoices/", {"month": "2026-13"}).content.decode()
+    assert "is not a month written YYYY-MM" in odd and invoice.number in odd  # said, not silently ignored
 
 
 def test_staff_without_the_finance_permission_get_403(client, staff_user, invoice):

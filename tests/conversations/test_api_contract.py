@@ -22,6 +22,14 @@ def test_an_outsider_gets_404_for_every_id(api_client, conversation_id, outsider
     assert missing.json()["error"]["message"] == outsider_client.get(f"/api/v1/conversations/{conversation_id}").json()["error"]["message"]
 
 
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unknown_api_path_answers_the_error_shape(api_client, settings, debug):
+    settings.DEBUG = debug  # make run serves with DEBUG, where Django would show its HTML page instead of handler404
+    for response in (api_client.get("/api/v1/nope"), api_client.post("/v1/nope", {}, format="json")):
+        assert response.status_code == 404 and response["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "not_found"
+
+
 def test_malformed_bodies_answer_400_naming_the_field(api_client, conversation_id):
     url = f"/api/v1/conversations/{conversation_id}/messages"
     broken = api_client.post(url, data="{not json", content_type="application/json")
