@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conversations.images import shown
 from conversations.models import Conversation, Message
+from providers.models import cost_text
 
 
 def _iso(value) -> str | None:
@@ -36,7 +37,7 @@ def message_payload(message: Message) -> dict:
                     "reasoning_tokens": message.reasoning_tokens,
                     "total_tokens": message.total_tokens,
                 },
-                "cost": str(message.cost) if message.cost is not None else None,
+                "cost": cost_text(message.cost) if message.cost is not None else None,
                 "currency": "USD",
                 "latency_ms": message.latency_ms,
                 "ttft_ms": message.ttft_ms,
@@ -82,7 +83,7 @@ def conversation_payload(conversation: Conversation, messages: list[Message] | N
             "input_tokens": conversation.input_tokens,
             "output_tokens": conversation.output_tokens,
             "total_tokens": conversation.input_tokens + conversation.output_tokens,
-            "cost": str(conversation.cost),
+            "cost": cost_text(conversation.cost),
             "currency": "USD",
         },
     }

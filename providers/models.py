@@ -17,6 +17,12 @@ MTOK = Decimal(1_000_000)
 COST_PLACES = Decimal("0.00000001")  # costs are kept to 1e-8 USD; rounding happens on invoices
 
 
+def cost_text(value: Decimal) -> str:
+    """A cost as the API writes it: always 8 decimals, plain notation ("0.00003700", never "0", "0E-8" or the 18
+    decimals SQLite's sums carry)."""
+    return format(Decimal(value).quantize(COST_PLACES), "f")
+
+
 class ProviderKind(models.TextChoices):
     ANTHROPIC = "anthropic", "Anthropic"
     OPENAI = "openai", "OpenAI"

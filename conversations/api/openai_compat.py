@@ -32,6 +32,7 @@ from conversations.api.views import idempotency_key, scoped_assistant
 from conversations.images import stored_summary
 from conversations.models import Assistant, Conversation, Message
 from conversations.services import Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream
+from providers.models import cost_text
 
 MAX_BODY_DEPTH = 64  # tool schemas nest; nothing a client sends needs more
 MAX_STOP = 4  # as OpenAI
@@ -159,7 +160,7 @@ def _headers(response, reply: Message | None, *, provider: str, model: str, reas
         response["X-AgencyHub-Conversation-Id"] = str(reply.conversation_id)
         response["X-AgencyHub-Message-Id"] = str(reply.pk)
         if reply.cost is not None:
-            response["X-AgencyHub-Cost"] = str(reply.cost)
+            response["X-AgencyHub-Cost"] = cost_text(reply.cost)
 
 
 class ChatCompletions(APIView):

@@ -17,7 +17,7 @@ from billing.services import month_spend, tenant_local_date
 from conversations.access import access_assistant
 from conversations.api.origins import check_origin
 from conversations.api.views import scoped_assistant
-from providers.models import COST_PLACES
+from providers.models import cost_text
 
 MAX_DAYS = 366
 CENT = Decimal("0.01")
@@ -25,7 +25,7 @@ CENT = Decimal("0.01")
 
 def _billed(cost: Decimal, ownership: str, tenant) -> str:
     factor = (1 + tenant.markup_percent / 100) if ownership == KeyOwnership.AGENCY else tenant.byok_fee_percent / 100
-    return str((cost * factor).quantize(COST_PLACES))
+    return cost_text(cost * factor)
 
 
 class UsageView(APIView):
@@ -65,12 +65,12 @@ class UsageView(APIView):
                 "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
                 "cached_input_tokens": row["cached_input_tokens"], "cache_write_tokens": row["cache_write_tokens"],
                 "reasoning_tokens": row["reasoning_tokens"], "total_tokens": tokens,
-                "cost": str(row["cost"]), "billed": _billed(row["cost"], row["ownership"], tenant),
+                "cost": cost_text(row["cost"]), "billed": _billed(row["cost"], row["ownership"], tenant),
             })
             day["total_tokens"] += tokens
             day["cost"] += row["cost"]
         for day in days.values():
-            day["cost"] = str(day["cost"])
+            day["cost"] = cost_text(day["cost"])
         used, reserved = budget_usage(tenant)
         budget = tenant.daily_token_budget
         return Response({

@@ -137,3 +137,11 @@ def test_the_docs_page_works_offline_and_offers_the_bearer_key(client, db, setti
     assert scripts and all(s.startswith("/static/") for s in scripts)
     for src in scripts:
         assert client.get(src).status_code == 200, src
+
+
+def test_costs_are_written_with_eight_decimals_everywhere(api_client, conversation_id):
+    assert api_client.get(f"/api/v1/conversations/{conversation_id}").json()["totals"]["cost"] == "0.00000000"  # not "0"
+    reply = post_message(api_client, conversation_id).json()
+    usage = api_client.get("/api/v1/usage").json()
+    for text in (reply["cost"], usage["days"][0]["cost"], usage["days"][0]["models"][0]["cost"], usage["days"][0]["models"][0]["billed"]):
+        assert len(text.split(".")[1]) == 8, text
