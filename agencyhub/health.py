@@ -9,12 +9,21 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+READY_DB_TIMEOUT_SECONDS = 2.0  # a probe answers fast: the pool's own wait for a connection is 30 s
+
+
 def readyz(request: HttpRequest) -> JsonResponse:
     """Ready when the database and the shared cache answer."""
     checks: dict[str, str] = {}
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+        pool = getattr(connection, "pool", None)  # the psycopg pool (DATABASE_POOL_MAX_SIZE), else a plain connection
+        if pool is not None:
+            pool.open()  # as Django does before its first checkout (a no-op once open)
+            with pool.connection(timeout=READY_DB_TIMEOUT_SECONDS) as conn:
+                conn.execute("SELECT 1")
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
         checks["database"] = f"error: {type(exc).__name__}"

@@ -155,6 +155,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
     "probe-providers": {"task": "providers.probe_providers", "schedule": 60.0, "options": {"expires": 55}},
+    "requeue-stalled-replies": {"task": "conversations.tasks.requeue_stalled_replies", "schedule": 60.0, "options": {"expires": 55}},
     "calibrate-complexity": {"task": "conversations.tasks.calibrate_complexity", "schedule": crontab(minute=17)},
     "purge-expired-content": {"task": "conversations.tasks.purge_expired", "schedule": crontab(hour=3, minute=30)},
     # Times are UTC. Tenant-local days end up to 12 h after UTC midnight (UTC-12) and start up to 14 h before it:

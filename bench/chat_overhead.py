@@ -84,7 +84,7 @@ def gunicorn_args(workers: int, threads: int) -> list[str]:
     """The production server command (README, "Running in production"), bound to loopback, no access log."""
     return [
         "agencyhub.wsgi:application", "-k", "gthread", "--workers", str(workers), "--threads", str(threads),
-        "--bind", f"{HOST}:{GATEWAY_PORT}", "--backlog", "2048", "--keep-alive", "30",
+        "--bind", f"{HOST}:{GATEWAY_PORT}", "--backlog", "2048", "--keep-alive", "30", "--graceful-timeout", "90",
     ]
 
 

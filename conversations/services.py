@@ -126,10 +126,22 @@ def message_post(
             raise
         return replay
     if mode == "async":
-        from conversations.tasks import generate_reply
-
-        transaction.on_commit(lambda: generate_reply.delay(str(reply.pk)))
+        transaction.on_commit(lambda: reply_enqueue(reply.pk))
     return Posted(user_message=user_message, reply=reply)
+
+
+def reply_enqueue(reply_id) -> bool:
+    """Queue the task that makes an async reply. If the broker cannot take it (Redis down), the reply stays stored as
+    `queued` and the client still gets its 202: conversations.tasks.requeue_stalled_replies queues it again once the
+    broker is back. Never an error for the client, whose message is stored."""
+    from conversations.tasks import generate_reply
+
+    try:
+        generate_reply.delay(str(reply_id))
+    except Exception as exc:  # noqa: BLE001 - kombu's OperationalError and friends: the broker is unreachable
+        log.warning("reply %s stays queued, the broker refused its task (%s): the sweeper will queue it again", reply_id, exc)
+        return False
+    return True
 
 
 class IdempotencyKeyReused(Exception):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from django.db.models import Q
 from django.utils import timezone
 
 from conversations.models import Message, MessageStatus
 from conversations.presenters import message_payload
 from conversations.retention import purge_expired_content
-from conversations.services import ReplyFailed, reply_generate
+from conversations.services import ReplyFailed, reply_enqueue, reply_generate
 from conversations.webhooks import CallbackError, post_signed
 from routing.models import RoutingRule
 from routing.services import calibration_store
@@ -33,6 +36,28 @@ def generate_reply(self, reply_id: str) -> str | None:
     if reply.status in (MessageStatus.COMPLETED, MessageStatus.FAILED) and reply.conversation.callback_url:
         deliver_callback.delay(str(reply.pk))
     return reply.status
+
+
+STALL_SECONDS = 60  # an async reply still queued after this long has most likely lost its task
+
+
+@shared_task(acks_late=True)
+def requeue_stalled_replies(batch: int = 500) -> int:
+    """Queue again the async replies whose task was lost: still `queued` a minute after they were posted (the broker
+    refused the task, or it ran out of retries while the database was down), or `running` past their lease (the worker
+    died mid-task; its redelivery may come an hour later, or inside the lease and give up). generate_reply claims a
+    reply with a conditional update, so a task queued twice still makes one reply and one ledger row."""
+    now = timezone.now()
+    stalled = (
+        Message.objects.filter(role="assistant", mode="async")
+        .filter(Q(status=MessageStatus.QUEUED, created_at__lt=now - timedelta(seconds=STALL_SECONDS))
+                | Q(status=MessageStatus.RUNNING, started_at__lt=now - timedelta(seconds=settings.REPLY_LEASE_SECONDS)))
+        .order_by("created_at").values_list("pk", flat=True)[:batch]
+    )
+    queued = sum(reply_enqueue(pk) for pk in stalled)
+    if queued:
+        log.warning("queued %d stalled async repl%s again", queued, "y" if queued == 1 else "ies")
+    return queued
 
 
 class CallbackRetry(Exception):

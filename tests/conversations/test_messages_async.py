@@ -133,3 +133,48 @@ def test_a_callback_redirect_is_not_followed(api_client, conversation_id, settin
     finally:
         server.shutdown()
     assert paths == ["/hook"]
+
+
+def test_a_broker_that_refuses_the_task_leaves_a_queued_reply_the_sweeper_finishes(api_client, conversation_id, monkeypatch,
+                                                                                    django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from conversations.tasks import generate_reply, requeue_stalled_replies
+
+    def refuse(*args, **kwargs):
+        raise BrokerDown("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    with monkeypatch.context() as broker:
+        broker.setattr(generate_reply, "delay", refuse)  # Redis down: the broker refuses to take the task
+        with django_capture_on_commit_callbacks(execute=True):
+            response = post_message(api_client, conversation_id, "while redis is down", mode="async")
+    assert response.status_code == 202  # not a 500: the message and its reply are stored
+    reply_id = response.json()["id"]
+    assert Message.objects.get(pk=reply_id).status == "queued"
+
+    assert requeue_stalled_replies() == 0  # a minute's grace: its task may just be waiting in the queue
+    Message.objects.filter(pk=reply_id).update(created_at=timezone.now() - timedelta(minutes=2))
+    assert requeue_stalled_replies() == 1  # the broker is back (tests run tasks eagerly)
+    assert Message.objects.get(pk=reply_id).status == "completed"
+    assert UsageRecord.objects.filter(message_id=reply_id).count() == 1
+    assert requeue_stalled_replies() == 0
+
+
+def test_the_sweeper_takes_over_a_reply_whose_worker_died_once_its_lease_ran_out(api_client, conversation_id, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.tasks import requeue_stalled_replies
+
+    reply_id = post_message(api_client, conversation_id, "worker killed", mode="async").json()["id"]  # its task never ran
+    long_ago = timezone.now() - timedelta(seconds=settings.REPLY_LEASE_SECONDS + 5)
+    Message.objects.filter(pk=reply_id).update(status="running", started_at=timezone.now(), created_at=long_ago)
+    assert requeue_stalled_replies() == 0  # running within its lease: its worker may still be at it
+    Message.objects.filter(pk=reply_id).update(started_at=long_ago)  # claimed by a worker killed long ago
+    assert requeue_stalled_replies() == 1
+    assert Message.objects.get(pk=reply_id).status == "completed"
+    assert UsageRecord.objects.filter(message_id=reply_id).count() == 1
