@@ -49,7 +49,7 @@ def requeue_stalled_replies(batch: int = 500) -> int:
     reply with a conditional update, so a task queued twice still makes one reply and one ledger row."""
     now = timezone.now()
     stalled = (
-        Message.objects.filter(role="assistant", mode="async")
+        Message.objects.filter(role="assistant", mode="async", status__in=[MessageStatus.QUEUED, MessageStatus.RUNNING])  # msg_unfinished_time
         .filter(Q(status=MessageStatus.QUEUED, created_at__lt=now - timedelta(seconds=STALL_SECONDS))
                 | Q(status=MessageStatus.RUNNING, started_at__lt=now - timedelta(seconds=settings.REPLY_LEASE_SECONDS)))
         .order_by("created_at").values_list("pk", flat=True)[:batch]
