@@ -60,11 +60,32 @@ class ConversationCreateInput(serializers.Serializer):
         return value
 
 
+class TextField(serializers.CharField):
+    """Text as JSON text: a number or a list is a client's mistake, not text (DRF's CharField would take 5 as "5")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only (DRF's BooleanField also takes "yes", "on", 1 ...: `"escalate": "no"` would be false by
+    luck and `"yes"` a premium call)."""
+
+    default_error_messages = {"invalid": "must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class MessagePostInput(serializers.Serializer):
     """`images` (a list of {"url", "detail"}) is validated by conversations.images, which names each item."""
 
-    content = serializers.CharField(max_length=settings.MAX_MESSAGE_CHARS, trim_whitespace=False, allow_blank=True)
-    escalate = serializers.BooleanField(required=False, default=False)
+    content = TextField(max_length=settings.MAX_MESSAGE_CHARS, trim_whitespace=False, allow_blank=True)
+    escalate = StrictBooleanField(required=False, default=False)
     mode = serializers.ChoiceField(choices=["sync", "stream", "async"], required=False, default="sync")
     metadata = MetadataField(required=False, default=dict)
     images = serializers.ListField(child=serializers.JSONField(), required=False, help_text=(

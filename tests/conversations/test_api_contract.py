@@ -35,7 +35,8 @@ def test_malformed_bodies_answer_400_naming_the_field(api_client, conversation_i
     broken = api_client.post(url, data="{not json", content_type="application/json")
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "malformed_body"
     for body, field in (({}, "content"), ({"content": "   "}, "content"), ({"content": "hi", "mode": "fast"}, "mode"),
-                        ({"content": "hi", "escalate": "maybe"}, "escalate"), ({"content": "a\x00b"}, "content"),
+                        ({"content": "hi", "escalate": "maybe"}, "escalate"), ({"content": "hi", "escalate": "yes"}, "escalate"),
+                        ({"content": 5}, "content"), ({"content": ["hi"]}, "content"), ({"content": "a\x00b"}, "content"),
                         ({"content": "hi", "metadata": {"page": ["x\x00"]}}, "metadata")):
         response = api_client.post(url, body, format="json")
         assert response.status_code == 400, body
