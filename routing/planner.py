@@ -233,6 +233,20 @@ def credentials_by_provider(tenant: Tenant | None, allow_agency: bool = True) ->
     return memo(("credentials", tenant.pk if tenant is not None else None, allow_agency), build)
 
 
+def keyed_providers(tenant: Tenant | None, allow_agency: bool = True) -> frozenset[int]:
+    """Providers the tenant has a key for, usable or not (disabled after a 401, say): the models it may name. A named
+    model whose keys are all disabled for now still fails over to the policy's default; one with no key at all is
+    not the client's to name."""
+
+    def build() -> frozenset[int]:
+        own = set(Credential.objects.for_tenant(tenant).values_list("provider_id", flat=True)) if tenant is not None else set()
+        if allow_agency or not own:
+            own |= set(Credential.objects.agency().values_list("provider_id", flat=True))
+        return frozenset(own)
+
+    return memo(("keyed-providers", tenant.pk if tenant is not None else None, allow_agency), build)
+
+
 def _order(candidates: list[Candidate], strategy: str) -> list[Candidate]:
     if strategy == Strategy.CHEAPEST:
         return sorted(candidates, key=lambda c: _price_key(c.model))  # stable: chain order breaks ties
@@ -327,7 +341,8 @@ def _plan(ctx: RoutingContext) -> Plan:
         reason += "; widened: no model of the target could take the request"
 
     creds = credentials_by_provider(ctx.tenant, policy.allow_agency_fallback if policy else True)
-    if requested and not any(creds.get(m.provider_id) for m in requested):
+    keyed = keyed_providers(ctx.tenant, policy.allow_agency_fallback if policy else True) if requested else frozenset()
+    if requested and not any(m.provider_id in keyed for m in requested):
         # As GET /v1/models has it: a model no key of this client's may call is not one it can name.
         raise UnknownModelError(f"model {ctx.requested_model!r} is not available to this client (no provider key for it): "
                                 "use 'auto' or a model listed by GET /v1/models")

@@ -80,6 +80,15 @@ def test_errors_reach_the_sdk_as_its_own_exceptions(sdk, simulator):
     assert unavailable_model.value.body["code"] == "model_not_found" and "not available to this client" in unavailable_model.value.body["message"]
     assert "anthropic/claude-haiku-4.5" not in {m.id for m in sdk.models.list()}
     assert not simulator.requests()
+    # A model whose only key is disabled for now (a 401) is still the client's: the policy's default answers meanwhile.
+    from providers.models import Credential
+    from tenants.config_cache import config_changed
+
+    Credential.objects.filter(provider__kind="openai").update(is_enabled=False)
+    config_changed()
+    assert sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]).model == "claude-haiku-4-5"
+    Credential.objects.filter(provider__kind="openai").update(is_enabled=True)
+    config_changed()
     with pytest.raises(openai.BadRequestError) as invalid:
         sdk.chat.completions.create(model="auto", messages=[])
     assert "messages" in invalid.value.body["message"]
