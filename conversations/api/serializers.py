@@ -60,7 +60,7 @@ class ConversationCreateInput(serializers.Serializer):
         return value
 
 
-class TextField(serializers.CharField):
+class StrictCharField(serializers.CharField):
     """Text as JSON text: a number or a list is a client's mistake, not text (DRF's CharField would take 5 as "5")."""
 
     def to_internal_value(self, data):
@@ -84,7 +84,7 @@ class StrictBooleanField(serializers.BooleanField):
 class MessagePostInput(serializers.Serializer):
     """`images` (a list of {"url", "detail"}) is validated by conversations.images, which names each item."""
 
-    content = TextField(max_length=settings.MAX_MESSAGE_CHARS, trim_whitespace=False, allow_blank=True)
+    content = StrictCharField(max_length=settings.MAX_MESSAGE_CHARS, trim_whitespace=False, allow_blank=True)
     escalate = StrictBooleanField(required=False, default=False)
     mode = serializers.ChoiceField(choices=["sync", "stream", "async"], required=False, default="sync")
     metadata = MetadataField(required=False, default=dict)

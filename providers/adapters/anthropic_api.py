@@ -163,10 +163,10 @@ class AnthropicAdapter:
             params["stop_sequences"] = stop
         if request.tools:
             params["tools"] = _tools(request.tools)
-            choice = _tool_choice(request.tool_choice or "auto")
-            if request.parallel_tool_calls is False and choice["type"] != "none":
-                choice["disable_parallel_tool_use"] = True  # OpenAI's parallel_tool_calls: false
-            if request.tool_choice is not None or "disable_parallel_tool_use" in choice:
+            choice = _tool_choice(request.tool_choice) if request.tool_choice is not None else None
+            if request.parallel_tool_calls is False and (choice or {}).get("type") != "none":  # OpenAI's parallel_tool_calls: false
+                choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
+            if choice is not None:
                 params["tool_choice"] = choice
         if request.metadata.get("user_id"):
             params["metadata"] = {"user_id": str(request.metadata["user_id"])[:256]}

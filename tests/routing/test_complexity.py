@@ -359,3 +359,10 @@ def test_evaluate_router_refuses_short_rows_and_odd_labels(tmp_path: Path) -> No
         labels = _write_csv(tmp_path / "labels.csv", ["source", "prompt", "weak_correct", "strong_correct"], rows)
         with pytest.raises(CommandError):
             call_command("evaluate_router", str(labels), stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_a_source_is_read_by_its_family_prefix_and_never_as_the_pooled_bucket() -> None:
+    from routing.complexity.metrics import family_of
+
+    assert [family_of(s) for s in ("mmlu:anatomy", "MMLU/anatomy", "gsm8k-test", "allergy:x", "other data")] == [
+        "mmlu", "mmlu", "gsm8k", "allergy", "other"]

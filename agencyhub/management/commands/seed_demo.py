@@ -57,7 +57,7 @@ class Command(BaseCommand):
             key = ApiKey.objects.filter(key_hash=hash_api_key(raw)).first()
             if key is None:
                 ApiKey.objects.create(tenant=tenant, name="demo", prefix=raw[:12], key_hash=hash_api_key(raw))
-            elif not ApiKey.objects.active().filter(pk=key.pk).exists():  # revoked by staff since: not ours to undo
+            elif key.is_revoked or not tenant.is_active:  # revoked by staff since: not ours to undo
                 return {"slug": tenant.slug, "created": created,
                         "api_key": "(revoked, or its client deactivated, in the admin; issue one with: manage.py issue_api_key demo)"}
         elif not tenant.api_keys.exists():
