@@ -156,6 +156,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
     "probe-providers": {"task": "providers.probe_providers", "schedule": 60.0, "options": {"expires": 55}},
     "requeue-stalled-replies": {"task": "conversations.tasks.requeue_stalled_replies", "schedule": 60.0, "options": {"expires": 55}},
+    "fail-interrupted-replies": {"task": "conversations.tasks.fail_interrupted_replies", "schedule": 60.0, "options": {"expires": 55}},
     "calibrate-complexity": {"task": "conversations.tasks.calibrate_complexity", "schedule": crontab(minute=17)},
     "purge-expired-content": {"task": "conversations.tasks.purge_expired", "schedule": crontab(hour=3, minute=30)},
     # Times are UTC. Tenant-local days end up to 12 h after UTC midnight (UTC-12) and start up to 14 h before it:
@@ -189,6 +190,8 @@ ADMIN_SLOW_CALL_MS = env.int("ADMIN_SLOW_CALL_MS", default=10_000)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Outage warnings marked extra={"throttle": True}: one per call site every LOG_REPEAT_SECONDS (log_filters.py).
+    "filters": {"repeats": {"()": "agencyhub.log_filters.RepeatThrottle", "interval": env.float("LOG_REPEAT_SECONDS", default=30.0)}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["repeats"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }

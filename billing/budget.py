@@ -152,7 +152,7 @@ def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int)
                                             int(tokens_used), ttl=DAY_TTL)
     except UNAVAILABLE as exc:
         log.error("tenant %s: %s tokens not added to today's budget counter (shared state unavailable: %s)",
-                  tenant.slug, tokens_used, exc)
+                  tenant.slug, tokens_used, exc, extra={"throttle": True})
         return None
 
 

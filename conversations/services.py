@@ -139,7 +139,8 @@ def reply_enqueue(reply_id) -> bool:
     try:
         generate_reply.delay(str(reply_id))
     except Exception as exc:  # noqa: BLE001 - kombu's OperationalError and friends: the broker is unreachable
-        log.warning("reply %s stays queued, the broker refused its task (%s): the sweeper will queue it again", reply_id, exc)
+        log.warning("reply %s stays queued, the broker refused its task (%s): the sweeper will queue it again", reply_id, exc,
+                    extra={"throttle": True})
         return False
     return True
 
@@ -163,13 +164,19 @@ def _replay(tenant: Tenant, idempotency_key: str, conversation: Conversation, co
     return Posted(user_message=first, reply=first.reply, replayed=True)
 
 
+INTERRUPTED = "interrupted"
+"""The error code of a sync or streamed reply whose request died with its server process (conversations.tasks.
+fail_interrupted_replies): a retry with the same Idempotency-Key generates it, unlike a reply that failed."""
+
+
 def _claim(reply_id) -> bool:
     """Take the reply for generation. A redelivered task or a retried request finds it taken and does nothing,
-    unless the previous claimant died (its lease expired)."""
+    unless the previous claimant died (its lease expired, or the reply was marked interrupted since)."""
     stale = timezone.now() - timedelta(seconds=settings.REPLY_LEASE_SECONDS)
     return bool(
         Message.objects.filter(pk=reply_id)
-        .filter(Q(status=MessageStatus.QUEUED) | Q(status=MessageStatus.RUNNING, started_at__lt=stale))
+        .filter(Q(status=MessageStatus.QUEUED) | Q(status=MessageStatus.RUNNING, started_at__lt=stale)
+                | Q(status=MessageStatus.FAILED, error_code=INTERRUPTED))
         .update(status=MessageStatus.RUNNING, started_at=timezone.now())
     )
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from conversations.models import Message, MessageStatus
 from conversations.presenters import message_payload
 from conversations.retention import purge_expired_content
-from conversations.services import ReplyFailed, reply_enqueue, reply_generate
+from conversations.services import INTERRUPTED, ReplyFailed, reply_enqueue, reply_generate
 from conversations.webhooks import CallbackError, post_signed
 from routing.models import RoutingRule
 from routing.services import calibration_store
@@ -58,6 +58,27 @@ def requeue_stalled_replies(batch: int = 500) -> int:
     if queued:
         log.warning("queued %d stalled async repl%s again", queued, "y" if queued == 1 else "ies")
     return queued
+
+
+@shared_task(acks_late=True)
+def fail_interrupted_replies(batch: int = 500) -> int:
+    """Mark failed the sync and streamed replies still `running` past their lease: the server process answering
+    them was killed (nobody is waiting for them any more). They no longer show as in progress; a retry of the
+    request with the same Idempotency-Key generates them (services._claim), and the client API says so."""
+    stale = timezone.now() - timedelta(seconds=settings.REPLY_LEASE_SECONDS)
+    ids = list(
+        Message.objects.filter(role="assistant", mode__in=["sync", "stream"], status=MessageStatus.RUNNING,  # msg_unfinished_time
+                               started_at__lt=stale)
+        .order_by("created_at").values_list("pk", flat=True)[:batch]
+    )
+    failed = Message.objects.filter(pk__in=ids, status=MessageStatus.RUNNING, started_at__lt=stale).update(
+        status=MessageStatus.FAILED, error_code=INTERRUPTED, completed_at=timezone.now(),
+        error_detail="The reply was interrupted: the server stopped before it was finished. Send the message again "
+                     "(with the same Idempotency-Key, the stored message is answered and not posted twice).",
+    )
+    if failed:
+        log.warning("marked %d interrupted repl%s failed", failed, "y" if failed == 1 else "ies")
+    return failed
 
 
 class CallbackRetry(Exception):

@@ -38,7 +38,7 @@ def _circuits_by_credential() -> dict[int, list[str]] | None:
     try:
         circuits = circuits_not_closed()
     except UNAVAILABLE as exc:
-        log.warning("admin: breaker state unavailable: %s", exc)
+        log.warning("admin: breaker state unavailable: %s", exc, extra={"throttle": True})
         return None
     out: dict[int, list[str]] = {}
     for circuit in circuits:

@@ -109,7 +109,7 @@ class CircuitBreaker:
         try:
             view = self.state_backend.breaker_admit(self.key(credential_id, model_id), self.clock(), self.probe_lease())
         except UNAVAILABLE as exc:
-            log.warning("breaker state unavailable, admitting the call: %s", exc)
+            log.warning("breaker state unavailable, admitting the call: %s", exc, extra={"throttle": True})
             return Admission(True, "unknown", "breaker state unavailable")
         return Admission(view.allowed, view.state, REASONS.get(view.code, view.code),
                          None if view.allowed else view.retry_in, probe=view.code == "probe")
@@ -120,7 +120,7 @@ class CircuitBreaker:
             before, after = self.state_backend.breaker_record(
                 self.key(credential_id, model_id), self.clock(), outcome, latency_ms, retry_after, self.policy())
         except UNAVAILABLE as exc:
-            log.warning("breaker state unavailable, outcome not recorded: %s", exc)
+            log.warning("breaker state unavailable, outcome not recorded: %s", exc, extra={"throttle": True})
             return None
         if before != after:
             log.warning("circuit credential=%s model=%s: %s -> %s", credential_id, model_id, before, after)

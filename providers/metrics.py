@@ -99,7 +99,7 @@ def metrics_flush() -> None:
         try:
             shared_state().hincr_many({key: dict(fields) for key, fields in counts.items()})
         except UNAVAILABLE as exc:
-            log.warning("metrics not recorded (shared state unavailable): %s", exc)
+            log.warning("metrics not recorded (shared state unavailable): %s", exc, extra={"throttle": True})
 
 
 atexit.register(metrics_flush)

@@ -47,7 +47,7 @@ def config_version() -> str | None:
             token = cache.get(VERSION_KEY)
         return token
     except Exception:
-        log.warning("config cache: shared cache unavailable, not caching", exc_info=True)
+        log.warning("config cache: shared cache unavailable, not caching", exc_info=True, extra={"throttle": True})
         return None
 
 
@@ -100,7 +100,7 @@ def _publish() -> None:
     try:
         cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
     except Exception:
-        log.warning("config cache: could not publish a configuration change", exc_info=True)
+        log.warning("config cache: could not publish a configuration change", exc_info=True, extra={"throttle": True})
 
 
 def config_changed(**_signal_kwargs) -> None:

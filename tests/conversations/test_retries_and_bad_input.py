@@ -190,3 +190,37 @@ def test_djangos_own_400s_use_the_error_shape_on_the_api(api_client, settings):
     response = api_client.get("/api/v1/usage", HTTP_HOST="evil.example")
     assert response.status_code == 400 and response["Content-Type"] == "application/json"
     assert error(response)["code"] == "bad_request"
+
+
+# --- a reply whose server process died -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "stream"])
+def test_a_reply_stranded_by_a_killed_server_is_marked_interrupted_and_a_retry_with_its_key_answers_it(
+        api_client, conversation_id, tenant, settings, simulator, mode):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from conversations.models import Conversation
+    from conversations.services import message_post
+    from conversations.tasks import fail_interrupted_replies
+
+    # The request stored the message and claimed its reply, then its process was SIGKILLed: nothing else happened.
+    posted = message_post(tenant=tenant, conversation=Conversation.objects.get(pk=conversation_id), content="anyone there?",
+                          mode=mode, idempotency_key="killed-1")
+    reply_id = posted.reply.pk
+    assert fail_interrupted_replies() == 0  # inside its lease the request may still be running
+    Message.objects.filter(pk=reply_id).update(started_at=timezone.now() - timedelta(seconds=settings.REPLY_LEASE_SECONDS + 1))
+    assert fail_interrupted_replies() == 1
+    shown = api_client.get(f"/api/v1/messages/{reply_id}").json()
+    assert shown["status"] == "failed" and shown["error"]["code"] == "interrupted"
+    assert "same Idempotency-Key" in shown["error"]["message"]
+    assert fail_interrupted_replies() == 0
+
+    retried = post_message(api_client, conversation_id, "anyone there?", headers={"Idempotency-Key": "killed-1"}, mode=mode)
+    assert retried.status_code in (200, 201)
+    reply = Message.objects.get(pk=reply_id)
+    assert reply.status == "completed" and reply.error_code == "" and reply.content.endswith("anyone there?")
+    assert UsageRecord.objects.filter(message_id=reply_id).count() == 1 and len(simulator.requests()) == 1
+    assert Message.objects.filter(role="user").count() == 1
