@@ -220,7 +220,10 @@ class InvoiceAdmin(admin.ModelAdmin):
                 issued.append(invoice_issue(invoice=invoice))
             except InvoiceError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
-        self.message_user(request, f"Issued {len(issued)} invoice(s): {', '.join(i.number for i in issued) or '-'}.")
+        if issued:
+            self.message_user(request, f"Issued {len(issued)} invoice(s): {', '.join(i.number for i in issued)}.")
+        elif not queryset.filter(status=InvoiceStatus.DRAFT).exists():
+            self.message_user(request, "Nothing issued: only drafts can be issued, and none was selected.", messages.WARNING)
 
     @admin.action(description="Cancel with a credit note (then regenerate the month)", permissions=["change"])
     def credit(self, request, queryset):

@@ -126,7 +126,7 @@ class CredentialForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if not self.instance.pk and not cleaned.get("api_key"):
+        if not self.instance.pk and not cleaned.get("api_key") and "api_key" not in self.errors:  # not twice
             self.add_error("api_key", "A new credential needs its API key.")
         provider, label = cleaned.get("provider"), cleaned.get("label")
         if provider and label and cleaned.get("tenant") is None:

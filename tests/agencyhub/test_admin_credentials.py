@@ -48,3 +48,12 @@ def test_it_records_enable_and_disable_actions_in_the_history(admin_client, open
     assert credential.is_enabled and not credential.needs_attention and not openai.is_enabled
     messages = set(LogEntry.objects.values_list("object_repr", "change_message"))
     assert (str(credential), "Enabled.") in messages and (str(openai), "Disabled.") in messages
+
+
+def test_a_key_that_cannot_be_sent_gets_one_error_that_says_why(admin_client, openai):
+    response = admin_client.post("/admin/providers/credential/add/", {
+        "provider": openai.pk, "label": "agency", "api_key": "sk-live-one\nsk-live-two", "is_enabled": "on",
+    })
+    assert response.status_code == 200 and not Credential.objects.exists()
+    errors = response.context["adminform"].form.errors["api_key"]
+    assert len(errors) == 1 and "needs its API key" not in errors[0]
