@@ -536,7 +536,9 @@ def _interrupted(reply: Message, plan: Plan, build: Callable[[Candidate], ChatRe
     record = None
     if candidate is not None and interrupted.text:
         result = ChatResult(text=interrupted.text, finish_reason=FinishReason.ERROR, model=candidate.model.model_id,
-                            usage=estimated_usage(build(candidate), interrupted.text, [], interrupted.error.usage))
+                            usage=estimated_usage(build(candidate), interrupted.text, [], interrupted.error.usage),
+                            request_id=interrupted.error.request_id or "",
+                            latency_ms=interrupted.attempts[-1].latency_ms if interrupted.attempts else 0)
         try:
             record = usage_record_build(tenant=reply.tenant, model=candidate.model, credential=candidate.credential, result=result,
                                         conversation_id=reply.conversation_id, message_id=reply.pk, prices=plan.prices.get(candidate.model.pk))
@@ -554,6 +556,8 @@ def _interrupted(reply: Message, plan: Plan, build: Callable[[Candidate], ChatRe
     reply.completed_at = timezone.now()
     reply.model, reply.provider_kind, reply.model_name = candidate.model, candidate.model.provider.kind, record.model_name
     reply.input_tokens, reply.output_tokens, reply.cost = record.input_tokens, record.output_tokens, record.cost
+    reply.cached_input_tokens, reply.cache_write_tokens = record.cached_input_tokens, record.cache_write_tokens
+    reply.latency_ms = result.latency_ms or None
     if not reply_complete_write(reply, INTERRUPTED_FIELDS, record=record, attempt_logs=[]):
         budget_release(reservation=reservation)
         return _load(reply.pk)  # completed by another claimant meanwhile: nothing to bill here
@@ -564,7 +568,8 @@ def _interrupted(reply: Message, plan: Plan, build: Callable[[Candidate], ChatRe
 
 INTERRUPTED_FIELDS = [
     "status", "error_code", "error_detail", "content", "route_decision", "route_reason", "completed_at",
-    "model", "provider_kind", "model_name", "input_tokens", "output_tokens", "cost",
+    "model", "provider_kind", "model_name", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+    "cost", "latency_ms",
 ]
 
 

@@ -133,6 +133,14 @@ class ChatResult:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     provider_cost: Any = None  # Decimal when the provider reports one (OpenRouter usage.cost)
 
+    def __post_init__(self) -> None:
+        # A tool called with no input streams no JSON at all (Anthropic, and Claude through OpenRouter): "{}", as
+        # OpenAI and a non-streamed call give, so a client's json.loads(arguments) works.
+        for call in self.tool_calls:
+            function = call.get("function")
+            if isinstance(function, dict) and not function.get("arguments"):
+                function["arguments"] = "{}"
+
 
 @dataclass
 class StreamEvent:

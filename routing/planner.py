@@ -328,6 +328,8 @@ def _plan(ctx: RoutingContext) -> Plan:
         models = _default_chain()
         reason = "no policy: cheapest economy model per provider"
 
+    models = tuple(dict.fromkeys(models))  # a model named twice (requested and heading the default target, or listed
+    # twice in a chain) is tried once: a second call to the same key and model would only wait on the same failure
     excluded = {}
     fitting = []
     for model in models:

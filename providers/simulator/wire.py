@@ -396,7 +396,7 @@ def anthropic_stream(r: Reply) -> Stream:
     events = [_event("message_start", {"type": "message_start", "message": msg})]
     if r.tool_name:
         block = {"type": "tool_use", "id": r.tool_id, "name": r.tool_name, "input": {}}
-        deltas = [{"type": "input_json_delta", "partial_json": ""}, {"type": "input_json_delta", "partial_json": "{}"}]
+        deltas = [{"type": "input_json_delta", "partial_json": ""}]  # as Anthropic streams a call with no input: no JSON
     else:
         block = {"type": "text", "text": ""}
         deltas = [{"type": "text_delta", "text": d} for d in r.deltas()]

@@ -65,6 +65,11 @@ def test_a_broken_anthropic_stream_bills_the_input_it_reported_before_the_break(
     record = UsageRecord.objects.get(message_id=events[-1][1]["message"]["id"])
     assert (record.input_tokens, record.cached_input_tokens, record.cache_write_tokens) == (20_000, 100_000, 5_000)
     assert record.output_tokens > 0 and record.usage_estimated  # the output is still counted from the text received
+    shown = api_client.get(f"/api/v1/messages/{record.message_id}").json()  # the reply says what its cost counts
+    assert (shown["usage"]["input_tokens"], shown["usage"]["cached_input_tokens"], shown["usage"]["cache_write_tokens"]) == (
+        20_000, 100_000, 5_000)
+    assert shown["cost"] == float(record.cost) or Decimal(str(shown["cost"])) == record.cost
+    assert shown["latency_ms"] is not None
 
 
 def test_when_every_candidate_fails_before_streaming_it_answers_an_error_status(api_client, conversation_id, simulator):

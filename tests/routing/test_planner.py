@@ -33,6 +33,12 @@ def test_the_default_target_answers_when_no_rule_fires(tenant, routed_policy):
     assert plan.reason == "default -> Economy chain" and plan.details["rule"] is None
 
 
+def test_a_named_model_that_also_heads_the_default_target_is_tried_once(tenant, routed_policy):
+    plan = plan_route(ctx(tenant, requested_model="claude-haiku-4-5"))
+    assert [c.model.model_id for c in plan.candidates] == ["claude-haiku-4-5", "gpt-4o-mini", "anthropic/claude-haiku-4.5"]
+    assert len(set(plan.details["candidates"])) == len(plan.details["candidates"])
+
+
 @pytest.mark.parametrize("escalate,text,fires", [(True, "hello", True), (False, "I want to TALK TO A HUMAN now", True), (False, "hello", False)])
 def test_escalation_by_flag_or_phrase(tenant, routed_policy, targets, escalate, text, fires):
     add_rule(routed_policy, targets["premium"], name="escalation", on_escalation=True)
