@@ -101,7 +101,8 @@ def _rate_expression(rates: dict[str, Decimal]):
 
     return ExpressionWrapper(
         term("input_tokens", "input") + term("output_tokens", "output")
-        + term("cached_input_tokens", "cached_input") + term("cache_write_tokens", "cache_write"),
+        + term("cached_input_tokens", "cached_input") + term("cache_write_tokens", "cache_write")
+        + F("cache_write_1h_tokens") * Value(rates["cache_write_1h"] - rates["cache_write"], output_field=_MONEY),
         output_field=_MONEY,
     )
 

@@ -40,6 +40,8 @@ class UsageRecord(models.Model):
     output_tokens = models.PositiveBigIntegerField(default=0)
     cached_input_tokens = models.PositiveBigIntegerField(default=0)
     cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_1h_tokens = models.PositiveBigIntegerField(
+        default=0, help_text="Of the cache writes, those cached for an hour (priced at the price's 1-hour rate).")
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
     price = models.ForeignKey("providers.ModelPrice", on_delete=models.PROTECT, related_name="+")
     cost = models.DecimalField(max_digits=18, decimal_places=8, help_text="At the list price in force, USD.")

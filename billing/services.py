@@ -48,6 +48,7 @@ def usage_record_build(
         output_tokens=usage.output_tokens,
         cached_input_tokens=usage.cached_input_tokens,
         cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
         reasoning_tokens=usage.reasoning_tokens,
         price=price,
         cost=price.cost(usage),

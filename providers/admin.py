@@ -205,7 +205,8 @@ class ModelPriceInline(admin.TabularInline):
     model = ModelPrice
     formset = ModelPriceFormSet
     extra = 0
-    fields = ("valid_from", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok", "tiers", "source")
+    fields = ("valid_from", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok", "cache_write_per_mtok",
+              "cache_write_1h_per_mtok", "tiers", "source")
 
     def has_change_permission(self, request, obj=None):
         return False  # prices are dated rows: add a new one, never rewrite what was billed

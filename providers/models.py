@@ -180,8 +180,12 @@ class ModelPrice(models.Model):
     """List price per million tokens, in force from `valid_from` until the next row. Never overwritten.
 
     `tiers` models long-prompt pricing: a list of {"above_input_tokens": N, "input": "..", "output": "..",
-    "cached_input": "..", "cache_write": ".."}; when a call's prompt exceeds N tokens, every token of the call
-    is billed at that tier's rates (the providers' "cliff" rule).
+    "cached_input": "..", "cache_write": "..", "cache_write_1h": ".."}; when a call's prompt exceeds N tokens, every
+    token of the call is billed at that tier's rates (the providers' "cliff" rule).
+
+    Cache writes: `cache_write_per_mtok` is the rate of a plain write (Anthropic's 5-minute cache, 1.25x input);
+    writes cached for an hour (Anthropic, `cache_creation.ephemeral_1h_input_tokens`) cost `cache_write_1h_per_mtok`,
+    by default twice the input rate in force, as Anthropic bills them.
     """
 
     model = models.ForeignKey(LLMModel, on_delete=models.CASCADE, related_name="prices")
@@ -190,6 +194,8 @@ class ModelPrice(models.Model):
     output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
     cached_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     cache_write_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cache_write_1h_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="Empty: twice the input rate (Anthropic's 1-hour cache).")
     tiers = models.JSONField(default=list, blank=True)
     currency = models.CharField(max_length=3, default="USD")
     source = models.CharField(max_length=100, blank=True)
@@ -209,6 +215,7 @@ class ModelPrice(models.Model):
             "output": self.output_per_mtok,
             "cached_input": self.cached_input_per_mtok,
             "cache_write": self.cache_write_per_mtok,
+            "cache_write_1h": self.cache_write_1h_per_mtok,
         }
         for tier in sorted(self.tiers or [], key=lambda t: t["above_input_tokens"]):
             if prompt_tokens > tier["above_input_tokens"]:
@@ -217,6 +224,8 @@ class ModelPrice(models.Model):
         for key in ("cached_input", "cache_write"):
             if rates[key] is None:
                 rates[key] = rates["input"]
+        if rates["cache_write_1h"] is None:
+            rates["cache_write_1h"] = 2 * rates["input"]
         return rates  # type: ignore[return-value]
 
     def cost(self, usage: Usage) -> Decimal:
@@ -225,7 +234,8 @@ class ModelPrice(models.Model):
             usage.input_tokens * rates["input"]
             + usage.output_tokens * rates["output"]
             + usage.cached_input_tokens * rates["cached_input"]
-            + usage.cache_write_tokens * rates["cache_write"]
+            + (usage.cache_write_tokens - usage.cache_write_1h_tokens) * rates["cache_write"]
+            + usage.cache_write_1h_tokens * rates["cache_write_1h"]
         ) / MTOK
         return total.quantize(COST_PLACES)
 

@@ -109,6 +109,7 @@ class Usage:
     output_tokens: int = 0  # includes reasoning tokens, as billed
     cached_input_tokens: int = 0  # cache reads
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0  # of cache_write_tokens, those cached for an hour (Anthropic bills them 2x input, not 1.25x)
     reasoning_tokens: int = 0  # informational: already inside output_tokens
     estimated: bool = False  # the provider reported no usage: the counts are the adapter's estimate (estimated_usage)
 

@@ -54,6 +54,9 @@ def _usage(raw: Any, into: Usage | None = None) -> Usage:
         value = raw.get(attr)
         if value is not None:
             setattr(usage, field, int(value))
+    split = raw.get("cache_creation")  # {"ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"}: the writes by lifetime
+    if isinstance(split, dict) and split.get("ephemeral_1h_input_tokens") is not None:
+        usage.cache_write_1h_tokens = min(int(split["ephemeral_1h_input_tokens"]), usage.cache_write_tokens)
     return usage
 
 

@@ -383,6 +383,8 @@ def anthropic_stream(r: Reply) -> Stream:
         "cache_creation_input_tokens": u.get("cache_creation_input_tokens", 0),
         "cache_read_input_tokens": u.get("cache_read_input_tokens", 0),
     }
+    if "cache_creation" in u:  # the writes by cache lifetime, as Anthropic reports them
+        start_usage["cache_creation"] = u["cache_creation"]
     msg = {
         "id": r.id,
         "type": "message",

@@ -282,3 +282,17 @@ def test_staff_without_billing_permission_see_health_only(client, today_world):
 def test_usage_record_helper_sanity(world):
     # the ledger rows above are priced as the docstring says (guards the arithmetic the expectations rely on)
     assert UsageRecord.objects.filter(tenant=world["acme"]).count() == 5
+
+
+def test_the_reference_cost_in_sql_prices_a_row_as_model_price_cost_does_cache_writes_included():
+    price_row = make_model("anthropic", "ref", ModelTier.PREMIUM, input_per_mtok=D("3"), output_per_mtok=D("15"),
+                           cached_input_per_mtok=D("0.3"), cache_write_per_mtok=D("3.75"),
+                           tiers=[{"above_input_tokens": 200_000, "input": "6", "output": "22.5"}]).prices.get()
+    tenant = Tenant.objects.create(name="Acme", slug="acme")
+    model = LLMModel.objects.get(model_id="ref")
+    for usage in (Usage(input_tokens=1_000, output_tokens=200, cached_input_tokens=5_000, cache_write_tokens=4_000, cache_write_1h_tokens=3_000),
+                  Usage(input_tokens=250_000, output_tokens=10, cache_write_tokens=1_000, cache_write_1h_tokens=1_000)):
+        result = ChatResult(text="", finish_reason=FinishReason.STOP, usage=usage, model="ref")
+        row = usage_record_append(usage_record_build(tenant=tenant, model=model, credential=None, result=result, at=NOW))
+        in_sql = UsageRecord.objects.filter(pk=row.pk).annotate(ref=dash.reference_cost_expression(price_row)).get().ref
+        assert in_sql / 1_000_000 == price_row.cost(usage) == row.cost

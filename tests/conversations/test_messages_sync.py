@@ -29,6 +29,18 @@ def test_it_answers_a_sync_message_with_model_usage_and_cost(api_client, convers
     assert body["messages"][-1]["content"] == "Hello there"
 
 
+def test_one_hour_cache_writes_are_billed_at_twice_the_input_rate(api_client, conversation_id, simulator):
+    simulator.add_fault(provider="anthropic", fault="usage", usage={
+        "input_tokens": 10, "output_tokens": 10, "cache_creation_input_tokens": 10_000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 10_000}})
+    reply = post_message(api_client, conversation_id, "Hello there").json()
+    record = UsageRecord.objects.get(message_id=reply["id"])
+    assert (record.cache_write_tokens, record.cache_write_1h_tokens) == (10_000, 10_000)
+    rates = record.price.rates_for(10_010)
+    assert record.cost == (10 * rates["input"] + 10 * rates["output"] + 10_000 * 2 * rates["input"]) / 1_000_000
+    assert record.cost > record.price.cost(Usage(input_tokens=10, output_tokens=10, cache_write_tokens=10_000))
+
+
 def test_it_sends_earlier_turns_and_the_instructions(api_client, conversation_id, simulator, tenant):
     tenant.assistants.filter(is_default=True).update(instructions="You are Acme's support bot.")
     post_message(api_client, conversation_id, "first question")

@@ -93,6 +93,17 @@ def test_it_normalizes_anthropic_cache_usage(simulator):
     assert usage.total_input_tokens == 160
 
 
+def test_it_reads_which_anthropic_cache_writes_were_for_an_hour(simulator):
+    reported = {"input_tokens": 10, "output_tokens": 10, "cache_creation_input_tokens": 10_000,
+                "cache_creation": {"ephemeral_5m_input_tokens": 2_000, "ephemeral_1h_input_tokens": 8_000}}
+    simulator.add_fault(provider="anthropic", fault="usage", usage=reported)
+    usage = adapter(simulator, "anthropic").complete(request("anthropic")).usage
+    simulator.add_fault(provider="anthropic", fault="usage", usage=reported)
+    _, streamed = collect(adapter(simulator, "anthropic").stream(request("anthropic")))
+    assert (usage.cache_write_tokens, usage.cache_write_1h_tokens) == (10_000, 8_000)
+    assert (streamed.usage.cache_write_tokens, streamed.usage.cache_write_1h_tokens) == (10_000, 8_000)
+
+
 @pytest.mark.parametrize("kind", ["openai", "openrouter"])
 def test_it_normalizes_openai_cached_and_reasoning_usage(simulator, kind):
     simulator.add_fault(provider=kind, fault="usage", usage={

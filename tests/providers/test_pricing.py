@@ -57,6 +57,17 @@ def test_it_costs_input_output_cache_reads_and_cache_writes_exactly():
     assert isinstance(_price().cost(usage), Decimal)
 
 
+def test_one_hour_cache_writes_cost_twice_the_input_rate_or_the_price_s_own_rate():
+    usage = Usage(input_tokens=10, output_tokens=10, cache_write_tokens=10_000, cache_write_1h_tokens=8_000)
+
+    # (10×1 + 10×5 + 2000×1.25 + 8000×2) / 1e6: the 5-minute writes at the write rate, the 1-hour ones at 2× input
+    assert _price().cost(usage) == Decimal("0.01856")
+    assert _price(cache_write_1h_per_mtok=Decimal("3")).cost(usage) == Decimal("0.02656")
+    over = Usage(input_tokens=200_001, cache_write_tokens=1_000_000, cache_write_1h_tokens=1_000_000)
+    # over the tier's threshold: its input rate (6), doubled
+    assert _price(tiers=SONNET_TIERS).rates_for(over.total_input_tokens)["cache_write_1h"] == Decimal("12")
+
+
 def test_it_keeps_a_single_token_cost_to_the_millionth_of_a_cent():
     assert _price(input_per_mtok=Decimal("0.15")).cost(Usage(input_tokens=1)) == Decimal("0.00000015")
 
