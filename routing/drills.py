@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 from providers.health import attempt_logs_write
-from providers.types import ChatMessage, ChatRequest
+from providers.types import ChatMessage, ChatRequest, FinishReason
 from routing.executor import AllCandidatesFailed, execute
 from routing.models import RoutingPolicy, RoutingTarget
-from routing.planner import Candidate, Plan, RoutingContext, can_take, credentials_by_provider, target_models
+from routing.planner import (Candidate, Plan, RoutingContext, agency_fallback_allowed, can_take, credentials_by_provider,
+                             order_candidates, target_models)
 from tenants.models import Tenant
 
 DRILL_PROMPT = "This is a failover drill. Reply with the single word: ok."
@@ -30,7 +31,9 @@ def drill_target(target: RoutingTarget, *, tenant: Tenant | None, allow_agency: 
     # Only what real traffic could use (the planner's own test): a disabled or unpriced model is not a backup.
     ctx = RoutingContext(tenant=tenant, text=DRILL_PROMPT, max_output_tokens=8)
     models = [m for m in target_models(target) if can_take(m, ctx) is None]
-    candidates = [Candidate(model=m, credential=c) for m in models for c in creds.get(m.provider_id, [])]
+    # In the order real traffic tries them (strategy, the client's own keys first, no sandbox beside real providers):
+    # the primary skipped is the one real traffic would call first.
+    candidates = order_candidates(models, creds, target.strategy)
     report: dict = {"target": target.name, "primary": candidates[0].label if candidates else None}
     if len(candidates) < 2:
         return {**report, "status": "failed", "error": "no backup: the chain has fewer than two usable candidates"}
@@ -38,10 +41,15 @@ def drill_target(target: RoutingTarget, *, tenant: Tenant | None, allow_agency: 
     plan = Plan(candidates=candidates[1:], reason=f"failover drill of {target.name}")
     started = time.perf_counter()
     try:
-        execution = execute(plan, _drill_request, tenant_id=tenant.pk if tenant else None)
+        execution = execute(plan, _drill_request, tenant_id=tenant.pk if tenant else None, probe=True)
     except AllCandidatesFailed as failure:
         return {**report, "status": "failed", "error": str(failure), "attempts": [a.as_dict() for a in failure.attempts]}
     attempt_logs_write([execution.success_log])
+    result = execution.result
+    if result.finish_reason == FinishReason.CONTENT_FILTER or not (result.text.strip() or result.tool_calls):
+        return {**report, "status": "failed", "answered_by": execution.candidate.label,
+                "error": "the backup answered without an answer: " + ("it refused" if result.text.strip() else "empty text"),
+                "attempts": [a.as_dict() for a in execution.attempts]}
     return {
         **report,
         "status": "ok",
@@ -59,5 +67,5 @@ def failover_drill(*, tenant: Tenant | None = None, policy: RoutingPolicy | None
         policy = RoutingPolicy.objects.filter(is_agency_default=True).first()
     if policy is None:
         return []
-    allow_agency = policy.allow_agency_fallback
+    allow_agency = agency_fallback_allowed(tenant, policy)
     return [{"policy": policy.name, **drill_target(t, tenant=tenant, allow_agency=allow_agency)} for t in _policy_targets(policy)]

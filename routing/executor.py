@@ -104,9 +104,10 @@ class _Chain:
     """Walks a plan's candidates: skips open circuits and cool-downs without calling them, and after a
     'context too long' only goes on to models with a larger window."""
 
-    def __init__(self, plan: Plan, tenant_id: int | None):
+    def __init__(self, plan: Plan, tenant_id: int | None, probe: bool = False):
         self.plan = plan
         self.tenant_id = tenant_id
+        self.probe = probe  # a drill's calls: health checks, not client traffic (dashboard, metrics, key last used)
         self.attempts: list[Attempt] = []
         self.success_log: AttemptLog | None = None
         self.min_window = 0
@@ -130,7 +131,7 @@ class _Chain:
         self.last_error = error
         latency = int((time.perf_counter() - started) * 1000)
         attempt_record(credential=candidate.credential, model=candidate.model, outcome=error.kind.value, latency_ms=latency,
-                       error=error, tenant_id=self.tenant_id)
+                       error=error, tenant_id=self.tenant_id, probe=self.probe)
         log.info("attempt failed: %s %s %s", candidate.label, error.kind.value, error.status)
         if error.kind == ErrorKind.CONTEXT_TOO_LONG:
             self.min_window = max(self.min_window, candidate.model.context_window)
@@ -161,15 +162,15 @@ class _Chain:
     def succeeded(self, candidate: Candidate, started: float) -> None:
         latency = int((time.perf_counter() - started) * 1000)
         self.success_log = attempt_record(credential=candidate.credential, model=candidate.model, outcome="ok",
-                                          latency_ms=latency, error=None, tenant_id=self.tenant_id, save=False)
+                                          latency_ms=latency, error=None, tenant_id=self.tenant_id, probe=self.probe, save=False)
         self.attempts.append(Attempt(
             candidate=candidate.label, model_id=candidate.model.pk, credential_id=candidate.credential.pk,
             outcome="ok", latency_ms=latency,
         ))
 
 
-def execute(plan: Plan, build_request: RequestFactory, *, tenant_id: int | None = None) -> Execution:
-    chain = _Chain(plan, tenant_id)
+def execute(plan: Plan, build_request: RequestFactory, *, tenant_id: int | None = None, probe: bool = False) -> Execution:
+    chain = _Chain(plan, tenant_id, probe)
     for candidate in chain:
         started = time.perf_counter()
         adapter = chain.adapter(candidate, started)

@@ -86,6 +86,12 @@ class RoutingPolicy(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        super().clean()
+        if self.is_agency_default and self.tenant_id is not None:
+            raise ValidationError({"is_agency_default": "A client's own policy cannot be the agency default, which every "
+                                   "client without a policy inherits: clear the client, or pick an agency-wide policy."})
+
     def phrases(self) -> list[str]:
         return [p.strip().lower() for p in self.escalation_phrases.splitlines() if p.strip()]
 

@@ -8,6 +8,7 @@ paired with the credentials that may pay for it (the tenant's own first, then th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from providers.breaker import breaker
 from providers.errors import NoPriceError
-from providers.models import Capability, Credential, LLMModel, ModelPrice, ModelTier, price_in_force
+from providers.models import Capability, Credential, LLMModel, ModelPrice, ModelTier, ProviderKind, price_in_force
 from routing.complexity.quantiles import share_threshold
 from routing.models import ComplexityCalibration, RoutingPolicy, RoutingRule, RoutingTarget, Strategy
 from routing.patterns import pattern_matches
@@ -90,6 +91,13 @@ def policy_for(tenant: Tenant, override: RoutingPolicy | None = None) -> Routing
         RoutingPolicy.objects.filter(tenant=tenant).select_related(*related).first()
         or RoutingPolicy.objects.filter(is_agency_default=True).select_related(*related).first()
     ))
+
+
+def agency_fallback_allowed(tenant: Tenant | None, policy: RoutingPolicy | None) -> bool:
+    """May this client's calls run on the agency's keys? Both the policy in use and the client's own must allow it:
+    an assistant's override (often a shared policy) never lifts a client's "own keys only"."""
+    own = policy_for(tenant) if tenant is not None else None
+    return all(p.allow_agency_fallback for p in (policy, own) if p is not None)
 
 
 def policy_rules(policy: RoutingPolicy) -> tuple[RoutingRule, ...]:
@@ -261,6 +269,17 @@ def _order(candidates: list[Candidate], strategy: str) -> list[Candidate]:
     return candidates
 
 
+def order_candidates(models: Iterable[LLMModel], creds: dict[int, tuple[Credential, ...]], strategy: str) -> list[Candidate]:
+    """Every (model, usable key) pair, in the order real traffic tries them: the strategy's order, then the client's
+    own keys across the whole chain before any agency key (the agency's key is the fallback when theirs fail, billed
+    as agency usage, never the first choice). The sandbox (the offline demo provider) answers only when no real
+    provider could: it would otherwise win "fastest", answer real users during an outage and pass drills."""
+    candidates = [Candidate(model=m, credential=c) for m in models for c in creds.get(m.provider_id, [])]
+    real = [c for c in candidates if c.model.provider.kind != ProviderKind.SANDBOX]
+    ordered = _order(real or candidates, strategy)
+    return [c for c in ordered if c.credential.is_byok] + [c for c in ordered if not c.credential.is_byok]
+
+
 def _widen(ctx: RoutingContext, target_tier: str | None) -> list[LLMModel]:
     """When no model of the target can take the request, any catalogue model that can, nearest tier first."""
     wanted = TIER_ORDER.get(target_tier or ModelTier.ECONOMY, 0)
@@ -338,20 +357,20 @@ def _plan(ctx: RoutingContext) -> Plan:
             excluded[f"{model.provider.kind}:{model.model_id}"] = why
         else:
             fitting.append(model)
-    if not fitting and models:
+    allow_agency = agency_fallback_allowed(ctx.tenant, policy)
+    creds = credentials_by_provider(ctx.tenant, allow_agency)
+    if models and not any(creds.get(m.provider_id) for m in fitting):
+        # None of the target's models that can take it has a usable key (a BYOK client with another provider's key,
+        # an agency with one provider): widen, as when no model of the target can take the request at all.
         fitting = _widen(ctx, (target.tier or (target.model.tier if target.model_id else None)) if target else None)
         reason += "; widened: no model of the target could take the request"
 
-    creds = credentials_by_provider(ctx.tenant, policy.allow_agency_fallback if policy else True)
-    keyed = keyed_providers(ctx.tenant, policy.allow_agency_fallback if policy else True) if requested else frozenset()
+    keyed = keyed_providers(ctx.tenant, allow_agency) if requested else frozenset()
     if requested and not any(m.provider_id in keyed for m in requested):
         # As GET /v1/models has it: a model no key of this client's may call is not one it can name.
         raise UnknownModelError(f"model {ctx.requested_model!r} is not available to this client (no provider key for it): "
                                 "use 'auto' or a model listed by GET /v1/models")
-    candidates = _order(
-        [Candidate(model=m, credential=c) for m in fitting for c in creds.get(m.provider_id, [])],
-        strategy,
-    )
+    candidates = order_candidates(fitting, creds, strategy)
     details = {
         **notes,
         "rule": rule_name,

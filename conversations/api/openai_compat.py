@@ -93,6 +93,26 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
     return overrides, stream, include_usage, stored_text(messages[-1])
 
 
+METADATA_LIMITS = (16, 64, 512)  # pairs, key length, value length: OpenAI's limits for `metadata`
+
+
+def request_metadata(body: dict) -> dict[str, str]:
+    """The call's `metadata` (OpenAI's: up to 16 string pairs), stored on the message: routing rules on metadata
+    (`channel == "sales"`) see it as they see the REST API's message metadata."""
+    metadata = body.get("metadata")
+    if metadata is None:
+        return {}
+    pairs, key_length, value_length = METADATA_LIMITS
+    if not isinstance(metadata, dict) or len(metadata) > pairs:
+        raise ValidationError({"metadata": f"must be an object of at most {pairs} string pairs"})
+    for key, value in metadata.items():
+        if len(key) > key_length or not isinstance(value, str) or len(value) > value_length:
+            raise ValidationError({"metadata": f"{key[:key_length]!r}: keys are strings of at most {key_length} characters, "
+                                               f"values strings of at most {value_length}"})
+        no_nul(key + value, "metadata")
+    return metadata
+
+
 def _conversation_for(request: Request, user: str) -> Conversation:
     """The conversation a call belongs to; unsaved if it is a new one (message_post stores it with the messages).
     The browser origin is checked against its assistant before anything is stored."""
@@ -171,11 +191,12 @@ class ChatCompletions(APIView):
     )
     def post(self, request: Request):
         overrides, stream, include_usage, last_text = parse_request(request.data)
+        metadata = request_metadata(request.data)
         conversation = _conversation_for(request, request.data.get("user") or "")
         images = overrides.messages[-1].images
         posted = message_post(
             tenant=request.user.tenant, conversation=conversation, content=last_text, mode="stream" if stream else "sync",
-            images=stored_summary(images),
+            images=stored_summary(images), metadata=metadata,
             idempotency_key=idempotency_key(request),
         )
         if stream and not posted.replayed:

@@ -19,7 +19,7 @@ from conversations.access import access_assistant
 from conversations.api.origins import check_origin
 from conversations.api.views import scoped_assistant
 from providers.models import LLMModel
-from routing.planner import credentials_by_provider, policy_for
+from routing.planner import agency_fallback_allowed, credentials_by_provider, policy_for
 
 AUTO = {
     "id": "auto", "object": "model", "created": 0, "owned_by": "agencyhub",
@@ -33,7 +33,7 @@ def reachable_models(request: Request) -> dict[str, dict]:
     assistant = scoped_assistant(request) or access_assistant(tenant=tenant)
     check_origin(request, assistant)
     policy = policy_for(tenant, assistant.routing_policy)
-    credentials = credentials_by_provider(tenant, policy.allow_agency_fallback if policy else True)
+    credentials = credentials_by_provider(tenant, agency_fallback_allowed(tenant, policy))
     found: dict[str, dict] = {"auto": AUTO}
     models = (
         LLMModel.objects.filter(is_enabled=True, provider__is_enabled=True, provider_id__in=list(credentials))

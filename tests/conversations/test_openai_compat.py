@@ -29,6 +29,20 @@ def sdk(live_server, transactional_db, simulator):
     return openai.OpenAI(api_key=issued.raw, base_url=f"{live_server.url}/v1", max_retries=0)
 
 
+def test_request_metadata_reaches_metadata_rules_and_is_stored_with_the_message(sdk):
+    from routing.models import RoutingRule, RoutingTarget
+
+    policy = RoutingPolicy.objects.get(name="SDK")
+    sales = RoutingTarget.objects.create(name="Sales", model=LLMModel.objects.get(model_id="gpt-4o-mini", provider__kind="openai"))
+    RoutingRule.objects.create(policy=policy, position=1, name="Sales", target=sales, metadata_equals={"channel": "sales"})
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "a quote please"}], metadata={"channel": "sales"})
+    assert raw.parse().model == "gpt-4o-mini" and raw.headers["x-agencyhub-route-reason"] == "rule 'Sales' -> Sales"
+    assert Message.objects.get(role="user").metadata == {"channel": "sales"}
+    with pytest.raises(openai.BadRequestError, match="metadata"):
+        sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}], metadata={"channel": 5})
+
+
 def test_the_openai_sdk_gets_a_completion_with_routing_headers(sdk):
     raw = sdk.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello sdk"}], user="visitor-1",

@@ -21,6 +21,22 @@ def test_a_drill_skips_the_primary_and_the_backup_answers(tenant, policy):
     assert [a["outcome"] for a in report["attempts"]] == ["ok"] and report["latency_ms"] >= 0
     logged = AttemptLog.objects.filter(tenant_id=tenant.pk)
     assert [(a.provider_kind, a.outcome) for a in logged] == [("openai", "ok")]  # the skipped primary was never called
+    assert all(a.is_probe for a in logged)  # a health check, not client traffic on the dashboard
+
+
+def test_the_primary_is_the_one_real_traffic_calls_first_under_the_target_s_strategy(tenant, policy):
+    policy.default_target.strategy = "cheapest"
+    policy.default_target.save()
+    (report,) = failover_drill(tenant=tenant)
+    assert report["primary"] == "openai:gpt-4o-mini (agency)"  # the cheapest, which the planner tries first
+    assert report["status"] == "ok" and report["answered_by"] != report["primary"]
+
+
+def test_a_backup_that_refuses_fails_the_drill(tenant, policy, simulator):
+    simulator.add_fault(provider="openai", fault="refusal")
+    (report,) = failover_drill(tenant=tenant)
+    assert report["status"] == "failed" and "refused" in report["error"]
+    assert report["answered_by"] == "openai:gpt-4o-mini (agency)"
 
 
 def test_a_chain_without_a_backup_fails_the_drill(tenant, providers_on_simulator):

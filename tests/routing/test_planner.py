@@ -16,7 +16,7 @@ from providers.services import credential_set
 from routing.complexity import score
 from routing.models import ComplexityCalibration, RoutingPolicy, RoutingTarget, Strategy
 from routing.planner import NoRouteError, RoutingContext, plan_route
-from tests.routing.conftest import add_rule, model
+from tests.routing.conftest import add_rule, chain_target, model
 
 
 def first(plan) -> str:
@@ -192,6 +192,53 @@ def test_byok_credentials_come_first_and_agency_fallback_can_be_forbidden(tenant
     routed_policy.save()
     candidates = plan_route(ctx(tenant)).candidates
     assert [c.credential for c in candidates] == [own]  # no agency key, on any provider
+
+
+def test_the_client_s_own_keys_across_the_chain_come_before_any_agency_key(tenant, routed_policy):
+    own = credential_set(kind="openai", key="sk-tenant-own", label="own", tenant=tenant)  # the chain's second model
+    plan = plan_route(ctx(tenant))
+    assert plan.candidates[0].credential == own and first(plan) == "gpt-4o-mini"
+    assert all(c.credential.tenant is None for c in plan.candidates[1:])  # the agency's keys: only when theirs fail
+
+
+def test_a_client_whose_key_fits_no_model_of_the_target_is_widened_to_one_it_can_call(tenant, routed_policy):
+    credential_set(kind="openai", key="sk-tenant-own", label="own", tenant=tenant)
+    routed_policy.allow_agency_fallback = False
+    routed_policy.save()
+    # Too long for gpt-4o-mini (128k), the only model of the chain on the client's own provider.
+    plan = plan_route(ctx(tenant, prompt_tokens=150_000, required_tokens=150_000, max_output_tokens=1_000))
+    assert plan.candidates and all(c.model.provider.kind == "openai" and c.credential.tenant == tenant for c in plan.candidates)
+    assert "widened" in plan.reason
+
+
+def test_the_sandbox_answers_only_when_no_real_provider_can(tenant, routed_policy):
+    """The offline demo provider, seeded by seed_demo: never ahead of a real provider (it answers in-process, so it
+    would win "fastest"), never a failover target beside them; alone, it still answers (the `make run` demo)."""
+    credential_set(kind="sandbox", key="sandbox", label="demo")
+    target = chain_target("With sandbox", [("sandbox", "sandbox-economy"), ("anthropic", "claude-haiku-4-5"), ("openai", "gpt-4o-mini")],
+                          strategy=Strategy.FASTEST)
+    routed_policy.default_target = target
+    routed_policy.save()
+    assert [c.model.provider.kind for c in plan_route(ctx(tenant)).candidates] == ["anthropic", "openai"]
+    for credential in Credential.objects.exclude(provider__kind="sandbox"):
+        credential.is_enabled = False
+        credential.save()  # as the admin does (a queryset update would not reach the planner's cached configuration)
+    assert [c.model.model_id for c in plan_route(ctx(tenant)).candidates] == ["sandbox-economy"]
+
+
+def test_an_assistant_override_never_lifts_the_client_s_own_keys_only(tenant, routed_policy, targets):
+    own = credential_set(kind="anthropic", key="sk-tenant-own", label="own", tenant=tenant)
+    routed_policy.allow_agency_fallback = False
+    routed_policy.save()
+    shared = RoutingPolicy.objects.create(name="Shared premium", default_target=targets["premium"], allow_agency_fallback=True)
+    candidates = plan_route(ctx(tenant, policy=shared)).candidates
+    assert {c.credential for c in candidates} == {own}
+
+
+def test_a_client_s_policy_cannot_be_the_agency_default(tenant, routed_policy):
+    routed_policy.is_agency_default = True
+    with pytest.raises(ValidationError, match="cannot be the agency default"):
+        routed_policy.full_clean()
 
 
 def test_an_assistant_override_policy_wins(tenant, routed_policy, targets):
