@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from providers.errors import ProviderError
+from providers.errors import ErrorKind, ProviderError
 from providers.state import FAILURE, NEUTRAL, SUCCESS, UNAVAILABLE, BreakerPolicy, SharedState, breaker_view, shared_state
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,11 @@ class CircuitBreaker:
         return self._record(credential_id, model_id, SUCCESS, max(0.0, float(latency_ms or 0)), 0.0)
 
     def record_failure(self, credential_id: int, model_id: int, error: ProviderError, latency_ms: float = 0) -> str | None:
-        retry_after = min(float(error.retry_after or 0), self.max_cooldown())
+        wait = error.retry_after
+        if not wait and error.kind == ErrorKind.INSUFFICIENT_QUOTA:
+            # Out of credits or quota does not pass in seconds: rest the key instead of calling it first every time.
+            wait = float(_setting("BREAKER_QUOTA_COOLDOWN_SECONDS", 300))
+        retry_after = min(float(wait or 0), self.max_cooldown())
         outcome = FAILURE if counts_as_failure(error) else NEUTRAL
         return self._record(credential_id, model_id, outcome, max(0.0, float(latency_ms or 0)), max(0.0, retry_after))
 

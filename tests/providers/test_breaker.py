@@ -160,6 +160,15 @@ def test_retry_after_is_capped(cb, clock, settings):
     assert cb.allow(CRED, MODEL).allowed
 
 
+def test_an_out_of_quota_key_rests_instead_of_being_called_first_every_time(cb, clock, settings):
+    settings.BREAKER_QUOTA_COOLDOWN_SECONDS = 120
+    cb.record_failure(CRED, MODEL, ProviderError(ErrorKind.INSUFFICIENT_QUOTA, "You exceeded your current quota", status=429), 20)
+    admission = cb.allow(CRED, MODEL)
+    assert not admission.allowed and admission.state == "cooling_down" and admission.retry_in == pytest.approx(120)
+    clock.advance(120.1)
+    assert cb.allow(CRED, MODEL) == Admission(True, "closed", "circuit closed", None)  # not counted toward opening it
+
+
 def test_an_open_circuit_reports_the_longer_of_open_and_cool_down(cb, clock):
     fail(cb, 4)
     cb.record_failure(CRED, MODEL, ProviderError(ErrorKind.RATE_LIMITED, "x", retry_after=100), 20)
