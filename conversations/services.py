@@ -418,6 +418,11 @@ def _all_failed(reply: Message, plan: Plan, failure: AllCandidatesFailed, reserv
         # The request itself was refused (e.g. an image the provider cannot fetch): say what to fix, not "retry".
         return _refuse(reply, 400, REFUSAL_CODES[rejected.kind], f"The provider refused the request: {rejected.message[:500]}",
                        detail=str(failure), decision=_decision(plan, failure.attempts))
+    if failure.keys_rejected:
+        return _refuse(reply, 502, "provider_key_rejected",
+                       "The provider rejected the API key it was called with; the key has been disabled and staff alerted. "
+                       "The message is stored: retry once a working key is set.",
+                       detail=str(failure), decision=_decision(plan, failure.attempts))
     return _refuse(reply, failure.http_status, "providers_failed",
                    "Every provider failed to answer; the message is stored and can be retried.",
                    detail=str(failure), decision=_decision(plan, failure.attempts), retry_after=failure.retry_after)

@@ -77,6 +77,13 @@ class AllCandidatesFailed(Exception):
         return None
 
     @property
+    def keys_rejected(self) -> bool:
+        """Every provider called refused the key itself (401/403): those keys are now disabled, so a retry cannot
+        help until staff (or the client, for its own keys) set working ones."""
+        called = [a for a in self.attempts if a.outcome != "skipped"]
+        return bool(called) and all(a.outcome in (ErrorKind.AUTHENTICATION, ErrorKind.PERMISSION) for a in called)
+
+    @property
     def retry_after(self) -> int:
         """Seconds until a provider is expected back (the shortest cool-down seen), at least 1."""
         waits = [a.retry_in for a in self.attempts if a.retry_in]

@@ -313,6 +313,15 @@ def resolve_model(name: str) -> tuple[LLMModel, ...]:
     return found
 
 
+def _disabled_keys_note(tenant: Tenant | None, allow_agency: bool) -> str:
+    """Why there is no key, when keys exist but are disabled (a provider rejected them): the client should not retry."""
+    keys = Credential.objects.filter(is_enabled=False).select_related("provider")
+    own = list(keys.for_tenant(tenant)) if tenant is not None else []
+    theirs = list(keys.agency()) if allow_agency or not own else []
+    disabled = sorted({f"{c.provider.kind} ({'own' if c.tenant_id else 'agency'})" for c in own + theirs})
+    return f"; provider keys disabled (e.g. rejected by the provider, staff alerted): {', '.join(disabled)}" if disabled else ""
+
+
 def plan_route(ctx: RoutingContext) -> Plan:
     """Plan one message. The configuration it reads is cached per process (tenants.config_cache)."""
     with config_scope():
@@ -383,6 +392,6 @@ def _plan(ctx: RoutingContext) -> Plan:
     if not candidates:
         raise NoRouteError(
             "no enabled model with a usable provider credential can take this request"
-            + (f" (excluded: {excluded})" if excluded else "")
+            + (f" (excluded: {excluded})" if excluded else "") + _disabled_keys_note(ctx.tenant, allow_agency)
         )
     return Plan(candidates=candidates, reason=reason, details=details, prices={c.model.pk: model_prices(c.model) for c in candidates})

@@ -124,6 +124,16 @@ def test_a_rejected_key_disables_its_credential_and_fails_over(api_client, conve
     assert credential.is_enabled is False and "authentication" in credential.last_error
 
 
+def test_when_every_key_is_rejected_the_client_is_told_so_not_to_retry(api_client, conversation_id, simulator):
+    simulator.add_fault(fault="auth")
+    response = post_message(api_client, conversation_id)
+    assert response.status_code == 502 and response.json()["error"]["code"] == "provider_key_rejected"
+    assert "disabled" in response.json()["error"]["message"]
+    after = post_message(api_client, conversation_id, "again")
+    assert after.status_code == 503 and after.json()["error"]["code"] == "no_route"
+    assert "provider keys disabled" in after.json()["error"]["message"] and "agency" in after.json()["error"]["message"]
+
+
 def test_idempotent_retries_return_the_first_result_and_call_the_provider_once(api_client, conversation_id, simulator):
     first = post_message(api_client, conversation_id, "once", headers={"Idempotency-Key": "abc-123"})
     again = post_message(api_client, conversation_id, "once", headers={"Idempotency-Key": "abc-123"})
