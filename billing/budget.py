@@ -142,12 +142,15 @@ def budget_release(*, reservation: Reservation) -> None:
                                  0, ttl=DAY_TTL)
 
 
-def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int) -> int | None:
+def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int, day: str | None = None) -> int | None:
     """Swap the reservation for the real usage, in one atomic step. Returns the tokens used today after this call, or
     None if the shared state could not be reached: the call is already in the ledger, so that is logged, never raised,
-    and the counter is rebuilt from the ledger (`reconcile_budgets`); the reservation expires with its bucket."""
+    and the counter is rebuilt from the ledger (`reconcile_budgets`); the reservation expires with its bucket.
+
+    The usage counts on `day` (default: today, when the call completed), the tenant-local day of its ledger row, also
+    for a call reserved before the tenant's midnight: the counter and the ledger agree on every day."""
     try:
-        day = reservation.day or budget_day(tenant)
+        day = day or budget_day(tenant)
         return shared_state().decr_and_incr(reservation.bucket_key, reservation.tokens, _used_key(tenant.pk, day),
                                             int(tokens_used), ttl=DAY_TTL)
     except UNAVAILABLE as exc:

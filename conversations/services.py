@@ -370,15 +370,19 @@ def _settle(reply: Message, plan: Plan, execution: Execution, reservation: Reser
         log.error("reply %s answered by a model with no price: %s", reply.pk, exc)
         _fail(reply, code="no_price", detail=str(exc), decision=_decision(plan, execution.attempts))
         raise ReplyFailed(_load(reply.pk), 502, "no_price", str(exc)) from exc
-    _budget_settle(reply, reservation, execution.result.usage.total_tokens)
+    if stored is reply:
+        _budget_settle(reply, reservation, execution.result.usage.total_tokens)
+    else:  # another claimant completed it (a retry after the lease): its call is the one in the ledger and the counter
+        budget_release(reservation=reservation)
     return stored
 
 
 def _budget_settle(reply: Message, reservation: Reservation, tokens: int) -> None:
     """Swap the reservation for what the call used, and alert if that crossed a threshold of the day's budget."""
-    used = budget_settle(reservation=reservation, tenant=reply.tenant, tokens_used=tokens)
+    day = budget_day(reply.tenant)  # the ledger row's day (tenant-local, at completion)
+    used = budget_settle(reservation=reservation, tenant=reply.tenant, tokens_used=tokens, day=day)
     if used is not None:
-        budget_alerts_check(tenant=reply.tenant, day=reservation.day, used_tokens=used)
+        budget_alerts_check(tenant=reply.tenant, day=day, used_tokens=used)
 
 
 def _admit(reply: Message, ctx: RoutingContext, plan: Plan, prompt: Prompt) -> tuple[Plan, Reservation]:

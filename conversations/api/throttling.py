@@ -17,13 +17,21 @@ class TenantRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // 60)
         self._wait = math.ceil(60 - now % 60)
+        counted: list[str] = []
+        # The key's own limit first: a request it refuses must not use up the tenant's allowance for its other keys.
         for scope, owner_id, limit in (
-            ("tenant", tenant.pk, tenant.rate_limit_per_minute),
             ("key", principal.api_key.pk, principal.api_key.rate_limit_per_minute),
+            ("tenant", tenant.pk, tenant.rate_limit_per_minute),
         ):
-            if limit and shared_state().incr(f"ratelimit:{scope}:{owner_id}:{window}", 1, ttl=120) > limit:
+            if not limit:
+                continue
+            key = f"ratelimit:{scope}:{owner_id}:{window}"
+            if shared_state().incr(key, 1, ttl=120) > limit:
+                for taken in counted:  # refused: give back what this request took from the narrower counter
+                    shared_state().incr(taken, -1, ttl=120)
                 self.scope = scope
                 return False
+            counted.append(key)
         return True
 
     def wait(self) -> float:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.budget import budget_usage, seconds_until_reset
+from billing.invoicing import to_cents
 from billing.models import KeyOwnership, UsageRecord
 from billing.services import month_spend, tenant_local_date
 from conversations.access import access_assistant
@@ -20,7 +21,6 @@ from conversations.api.views import scoped_assistant
 from providers.models import cost_text
 
 MAX_DAYS = 366
-CENT = Decimal("0.01")
 
 
 def _billed(cost: Decimal, ownership: str, tenant) -> str:
@@ -86,6 +86,6 @@ class UsageView(APIView):
                 "remaining": max(0, budget - used - reserved) if budget else None,
                 "resets_in_seconds": seconds_until_reset(tenant),
             },
-            "month": {"billed": str(month_spend(tenant).quantize(CENT)), "cap": str(tenant.monthly_spend_cap) if tenant.monthly_spend_cap is not None else None},
+            "month": {"billed": str(to_cents(month_spend(tenant))), "cap": str(tenant.monthly_spend_cap) if tenant.monthly_spend_cap is not None else None},
             "days": list(days.values()),
         })

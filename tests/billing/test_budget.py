@@ -44,6 +44,24 @@ def test_reserve_settle_and_release(tenant):
         budget_reserve(tenant=tenant, tokens=1)
 
 
+def test_a_call_reserved_before_midnight_and_settled_after_counts_on_the_day_of_its_ledger_row(tenant, monkeypatch):
+    from django.utils import timezone
+
+    from billing.budget import budget_day
+
+    tenant.daily_token_budget = 1000
+    tenant.save()
+    shift = [datetime(2026, 11, 24, 23, 59, 59, tzinfo=dt_timezone.utc) - timezone.now()]
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() + shift[0])
+    reservation = budget_reserve(tenant=tenant, tokens=300)
+    assert reservation.day == "2026-11-24"
+    shift[0] += timedelta(seconds=2)  # the answer comes after midnight: the ledger row is dated the 25th
+    assert budget_day(tenant) == "2026-11-25"
+    budget_settle(reservation=reservation, tenant=tenant, tokens_used=250)
+    assert budget_usage(tenant) == (250, 0)  # today's counter (the 25th) holds it, as the ledger does
+
+
 def test_an_unlimited_tenant_is_never_refused(tenant):
     reservation = budget_reserve(tenant=tenant, tokens=10**9)
     assert reservation.is_noop
@@ -134,6 +152,20 @@ def test_per_tenant_and_per_key_rate_limits(api_client, conversation_id, tenant)
     tenant.save()
     ApiKey.objects.filter(tenant=tenant).update(rate_limit_per_minute=1)
     assert [api_client.get("/api/v1/usage").status_code for _ in range(2)] == [200, 429]
+
+
+def test_requests_a_key_s_own_limit_refuses_leave_the_client_s_allowance_to_its_other_keys(api_client, tenant):
+    from rest_framework.test import APIClient
+
+    from tenants.services import api_key_issue
+
+    tenant.rate_limit_per_minute = 3
+    tenant.save()
+    ApiKey.objects.filter(tenant=tenant).update(rate_limit_per_minute=1)
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_issue(tenant=tenant, name='site B').raw}")
+    assert [api_client.get("/api/v1/usage").status_code for _ in range(4)] == [200, 429, 429, 429]
+    assert [other.get("/api/v1/usage").status_code for _ in range(3)] == [200, 200, 429]
 
 
 def test_the_usage_api_shows_usage_cost_and_budget_left(api_client, conversation_id, tenant, outsider_client):
