@@ -156,6 +156,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
     "probe-providers": {"task": "providers.probe_providers", "schedule": 60.0, "options": {"expires": 55}},
     "requeue-stalled-replies": {"task": "conversations.tasks.requeue_stalled_replies", "schedule": 60.0, "options": {"expires": 55}},
+    "send-due-callbacks": {"task": "conversations.tasks.send_due_callbacks", "schedule": 60.0, "options": {"expires": 55}},
     "fail-interrupted-replies": {"task": "conversations.tasks.fail_interrupted_replies", "schedule": 60.0, "options": {"expires": 55}},
     "calibrate-complexity": {"task": "conversations.tasks.calibrate_complexity", "schedule": crontab(minute=17)},
     "purge-expired-content": {"task": "conversations.tasks.purge_expired", "schedule": crontab(hour=3, minute=30)},

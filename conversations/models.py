@@ -143,7 +143,12 @@ class Message(models.Model):
     error_detail = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # The async reply's callback (conversations.callbacks): when its last attempt started, how many were made, when the
+    # next is due (NULL: none pending) and when one was answered 2xx.
     callback_sent_at = models.DateTimeField(null=True, blank=True)
+    callback_attempts = models.PositiveSmallIntegerField(default=0)
+    callback_next_at = models.DateTimeField(null=True, blank=True)
+    callback_delivered_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -160,6 +165,8 @@ class Message(models.Model):
             models.Index(fields=["created_at"], condition=models.Q(status="failed"), name="msg_failed_time"),
             # The sweeper's (conversations.tasks.requeue_stalled_replies): unfinished replies, few at any time.
             models.Index(fields=["created_at"], condition=models.Q(status__in=["queued", "running"]), name="msg_unfinished_time"),
+            # The callback sweeper's (conversations.tasks.send_due_callbacks): callbacks pending, few at any time.
+            models.Index(fields=["callback_next_at"], condition=models.Q(callback_next_at__isnull=False), name="msg_callback_due"),
         ]
 
     def __str__(self) -> str:

@@ -12,10 +12,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from conversations.models import Message, MessageStatus
-from conversations.presenters import message_payload
 from conversations.retention import purge_expired_content
 from conversations.services import INTERRUPTED, ReplyFailed, reply_enqueue, reply_generate
-from conversations.webhooks import CallbackError, post_signed
+from conversations.callbacks import callback_deliver, callback_schedule, callbacks_due
 from routing.models import RoutingRule
 from routing.services import calibration_store
 
@@ -33,8 +32,8 @@ def generate_reply(self, reply_id: str) -> str | None:
         reply = reply_generate(reply_id=reply_id)
     except ReplyFailed as failed:
         reply = failed.reply
-    if reply.status in (MessageStatus.COMPLETED, MessageStatus.FAILED) and reply.conversation.callback_url:
-        deliver_callback.delay(str(reply.pk))
+    if reply.status in (MessageStatus.COMPLETED, MessageStatus.FAILED) and callback_schedule(reply.pk):
+        _enqueue_callback(reply.pk)
     return reply.status
 
 
@@ -81,29 +80,26 @@ def fail_interrupted_replies(batch: int = 500) -> int:
     return failed
 
 
-class CallbackRetry(Exception):
-    pass
+@shared_task(acks_late=True, autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, retry_backoff_max=60,
+             retry_jitter=True, max_retries=5)
+def deliver_callback(reply_id: str) -> str | None:
+    """One attempt at a due callback; its retries are scheduled on the reply and sent by send_due_callbacks."""
+    return callback_deliver(reply_id)
 
 
-@shared_task(
-    bind=True, acks_late=True, autoretry_for=(CallbackRetry, OperationalError),
-    retry_backoff=True, retry_backoff_max=600, retry_jitter=True, max_retries=8,
-)
-def deliver_callback(self, reply_id: str) -> str | None:
-    claimed = Message.objects.filter(pk=reply_id, callback_sent_at__isnull=True).update(callback_sent_at=timezone.now())
-    if not claimed:
-        return None  # delivered already (redelivered task)
-    reply = Message.objects.select_related("conversation", "tenant", "model__provider").get(pk=reply_id)
-    payload = {"event": f"message.{reply.status}", "conversation_id": str(reply.conversation_id), "message": message_payload(reply)}
+@shared_task(acks_late=True)
+def send_due_callbacks(batch: int = 500) -> int:
+    """Queue every callback that is due: retries, and those whose task was lost (broker down, worker killed)."""
+    return sum(_enqueue_callback(pk) for pk in callbacks_due(batch))
+
+
+def _enqueue_callback(reply_id) -> bool:
     try:
-        post_signed(reply.conversation.callback_url, payload, reply.tenant.webhook_secret)
-    except CallbackError as exc:
-        Message.objects.filter(pk=reply_id).update(callback_sent_at=None)
-        log.warning("callback for %s failed: %s", reply_id, exc)
-        if exc.retryable:
-            raise CallbackRetry(str(exc)) from exc
-        return "rejected"
-    return "delivered"
+        deliver_callback.delay(str(reply_id))
+    except Exception as exc:  # noqa: BLE001 - the broker is unreachable: the callback stays due, send_due_callbacks retries
+        log.warning("callback for %s stays due, the broker refused its task (%s)", reply_id, exc, extra={"throttle": True})
+        return False
+    return True
 
 
 @shared_task(acks_late=True)

@@ -5,22 +5,33 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from billing.models import UsageRecord
+from conversations.callbacks import callback_schedule
 from conversations.models import Message
 from conversations.tasks import generate_reply
 from conversations.webhooks import SIGNATURE_HEADER, verify
 from tests.conversations.conftest import post_message
 
 
+class Received(list):
+    """The callbacks a test receiver got; `answers`: the statuses of its next answers (then 204)."""
+
+    answers: list[int]
+
+    def __init__(self):
+        super().__init__()
+        self.answers = []
+
+
 @pytest.fixture
 def callback_server(settings):
     settings.CALLBACK_ALLOW_PRIVATE_HOSTS = True  # the receiver is on loopback
-    received = []
+    received = Received()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append({"headers": dict(self.headers), "body": body})
-            self.send_response(204)
+            self.send_response(received.answers.pop(0) if received.answers else 204)
             self.end_headers()
 
         def log_message(self, *args):
@@ -102,6 +113,7 @@ def test_a_callback_is_never_posted_to_a_private_address(api_client, conversatio
     Conversation.objects.filter(pk=conversation_id).update(callback_url=url)  # e.g. set before the check existed
     reply_id = post_message(api_client, conversation_id, "hello").json()["id"]
     settings.CALLBACK_ALLOW_PRIVATE_HOSTS = False
+    assert callback_schedule(reply_id)
     assert deliver_callback.apply(args=[reply_id]).get() == "rejected"
     assert received == []
 
@@ -129,6 +141,7 @@ def test_a_callback_redirect_is_not_followed(api_client, conversation_id, settin
     try:
         Conversation.objects.filter(pk=conversation_id).update(callback_url=f"http://127.0.0.1:{server.server_port}/hook")
         reply_id = post_message(api_client, conversation_id, "hello").json()["id"]
+        assert callback_schedule(reply_id)
         assert deliver_callback.apply(args=[reply_id]).get() == "rejected"
     finally:
         server.shutdown()
@@ -178,3 +191,96 @@ def test_the_sweeper_takes_over_a_reply_whose_worker_died_once_its_lease_ran_out
     assert requeue_stalled_replies() == 1
     assert Message.objects.get(pk=reply_id).status == "completed"
     assert UsageRecord.objects.filter(message_id=reply_id).count() == 1
+
+
+# --- callbacks are delivered at least once, whatever fails on the way ------------------------------------------
+
+
+def _due_now(reply_id) -> None:
+    """What waiting does: the next attempt (or a dead sender's lease) falls due."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Message.objects.filter(pk=reply_id).update(callback_next_at=timezone.now() - timedelta(seconds=1))
+
+
+def _async_reply_with_callback(api_client, url, **capture) -> str:
+    conversation = api_client.post("/api/v1/conversations", {"callback_url": url}, format="json").json()
+    return post_message(api_client, conversation["id"], "call me back", mode="async").json()["id"]
+
+
+def test_a_receiver_that_is_down_gets_the_callback_later_with_backoff(api_client, policy, callback_server,
+                                                                      django_capture_on_commit_callbacks):
+    from conversations.tasks import send_due_callbacks
+
+    url, received = callback_server
+    received.answers = [503, 502]
+    with django_capture_on_commit_callbacks(execute=True):
+        reply_id = _async_reply_with_callback(api_client, url)
+    reply = Message.objects.get(pk=reply_id)
+    assert len(received) == 1 and reply.callback_delivered_at is None and reply.callback_attempts == 1
+    assert send_due_callbacks() == 0  # not due yet: the first retry waits about 30 s
+    _due_now(reply_id)
+    assert send_due_callbacks() == 1  # tests run tasks eagerly: 502, and the next one is scheduled further out
+    first_wait = Message.objects.get(pk=reply_id).callback_next_at
+    _due_now(reply_id)
+    send_due_callbacks()
+    reply = Message.objects.get(pk=reply_id)
+    assert len(received) == 3 and reply.callback_delivered_at is not None and reply.callback_next_at is None
+    assert reply.callback_attempts == 3 and first_wait is not None
+    _due_now(reply_id)  # whatever the schedule says, a delivered callback is never sent again
+    Message.objects.filter(pk=reply_id).update(callback_next_at=None)
+    assert send_due_callbacks() == 0 and len(received) == 3
+    assert all(json.loads(r["body"])["message"]["id"] == reply_id for r in received)
+
+
+def test_a_sender_killed_mid_post_leaves_the_callback_due_once_its_lease_lapses(api_client, policy, callback_server):
+    from conversations.callbacks import callback_claim
+    from conversations.tasks import send_due_callbacks
+
+    url, received = callback_server
+    reply_id = _async_reply_with_callback(api_client, url)  # on_commit not run: the reply is still queued
+    generate_reply.apply(args=[reply_id], kwargs={}).get()  # ...made by a worker, which then queues the callback
+    assert len(received) == 1
+    Message.objects.filter(pk=reply_id).update(callback_delivered_at=None)  # as if that POST never got its answer...
+    _due_now(reply_id)
+    assert callback_claim(reply_id)  # ...because this sender claimed it and was SIGKILLed before posting
+    assert send_due_callbacks() == 0  # its lease holds: nobody else sends meanwhile
+    _due_now(reply_id)  # the lease lapsed
+    assert send_due_callbacks() == 1 and len(received) == 2
+    assert Message.objects.get(pk=reply_id).callback_delivered_at is not None
+
+
+def test_a_broker_down_when_the_reply_finishes_still_gets_the_callback_sent(api_client, policy, callback_server, monkeypatch):
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from conversations.tasks import deliver_callback, send_due_callbacks
+
+    url, received = callback_server
+    reply_id = _async_reply_with_callback(api_client, url)
+
+    def refuse(*args, **kwargs):
+        raise BrokerDown("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    with monkeypatch.context() as broker:
+        broker.setattr(deliver_callback, "delay", refuse)
+        assert generate_reply.apply(args=[reply_id]).get() == "completed"  # no error: the callback stays due
+        assert received == [] and send_due_callbacks() == 0
+    assert send_due_callbacks() == 1 and len(received) == 1  # the broker is back
+
+
+def test_a_callback_that_keeps_failing_is_given_up_after_the_last_attempt(api_client, policy, callback_server, settings,
+                                                                          django_capture_on_commit_callbacks):
+    from conversations.tasks import send_due_callbacks
+
+    settings.CALLBACK_MAX_ATTEMPTS = 2
+    url, received = callback_server
+    received.answers = [503, 503, 503]
+    with django_capture_on_commit_callbacks(execute=True):
+        reply_id = _async_reply_with_callback(api_client, url)
+    _due_now(reply_id)
+    send_due_callbacks()
+    reply = Message.objects.get(pk=reply_id)
+    assert len(received) == 2 and reply.callback_next_at is None and reply.callback_delivered_at is None
+    assert send_due_callbacks() == 0
