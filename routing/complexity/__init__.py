@@ -123,6 +123,7 @@ class _Embedding:
     """
 
     _CACHE_LIMIT = 100_000
+    _CACHE_WORD_CHARS = 64
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.tokenizer = PieceTokenizer(spec["pieces"])
@@ -145,6 +146,8 @@ class _Embedding:
                 strong += s
                 weak += w
             known = (strong, weak, len(ids))
+            if len(word) > self._CACHE_WORD_CHARS:  # a pasted blob, not a word: do not let it fill the cache
+                return known
             if len(self._words) >= self._CACHE_LIMIT:
                 self._words.clear()
             self._words[word] = known

@@ -121,7 +121,7 @@ def report(rows: Iterable[Mapping[str, object]]) -> dict[str, dict[str, float]]:
             raise ValueError("a row has missing cells") from None
         if not math.isfinite(score):
             raise ValueError(f"score must be finite (got {score})")
-        for key in (family, "all"):
+        for key in dict.fromkeys((family, "all")):  # a source spelt "all" is counted once, not twice
             bucket = groups.setdefault(key, ([], [], []))
             bucket[0].append(score)
             bucket[1].append(weak)

@@ -37,12 +37,17 @@ class PieceTokenizer:
             raise ValueError("piece vocabulary lacks its byte pieces or <s>; run scripts/train_scorer.py")
         self.bos = self.index[BOS]
         self._bytes = [self.index[f"<0x{b:02X}>"] for b in range(256)]
-        self._longest = max(len(p) for p in pieces)
+        # Longest piece by first character: most characters start no multi-character piece (CJK, symbols), so a
+        # long unspaced run costs one lookup per character instead of one per possible piece length.
+        self._longest: dict[str, int] = {}
+        for piece in pieces:
+            if piece and len(piece) > self._longest.get(piece[0], 0):
+                self._longest[piece[0]] = len(piece)
 
     def word_ids(self, word: str) -> list[int]:
         index, longest, ids, start = self.index, self._longest, [], 0
         while start < len(word):
-            for end in range(min(len(word), start + longest), start, -1):
+            for end in range(min(len(word), start + longest.get(word[start], 0)), start, -1):
                 piece = index.get(word[start:end])
                 if piece is not None:
                     ids.append(piece)

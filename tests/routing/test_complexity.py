@@ -233,6 +233,53 @@ def test_score_prompts_errors_on_unreadable_file(tmp_path: Path) -> None:
         call_command("score_prompts", str(tmp_path / "absent.csv"), str(tmp_path / "out.csv"), stdout=io.StringIO(), stderr=io.StringIO())
 
 
+def test_score_prompts_leaves_no_partial_output_when_a_row_turns_out_unreadable(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    good = "".join(f'"Question {i}: what is {i} + {i}?"\n' for i in range(2_000))
+    source.write_bytes(b"prompt\n" + good.encode() + b'"Caf\xe9 question"\n')  # a latin-1 byte near the end
+    output = tmp_path / "out.csv"
+    output.write_text("prompt,score\nearlier,0.5\n", encoding="utf-8")  # a previous run's results
+    with pytest.raises(CommandError, match=r"not UTF-8 \(byte 0xe9 after line"):
+        call_command("score_prompts", str(source), str(output), stdout=io.StringIO(), stderr=io.StringIO())
+    assert output.read_text(encoding="utf-8") == "prompt,score\nearlier,0.5\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]  # no temporary file left
+
+
+def test_evaluate_router_counts_a_source_spelt_all_once_and_refuses_scores_that_are_not_finite(tmp_path: Path) -> None:
+    labels = _write_csv(tmp_path / "l.csv", ["source", "prompt", "weak_correct", "strong_correct"],
+                        [["all", "a", 0, 1], ["all", "b", 1, 1], ["gsm8k", "c", 1, 0]])
+    scores = _write_csv(tmp_path / "s.csv", ["score"], [[0.9], [0.5], [0.1]])
+    stdout = io.StringIO()
+    call_command("evaluate_router", str(labels), "--scores", str(scores), stdout=stdout, stderr=io.StringIO())
+    assert json.loads(stdout.getvalue())["all"]["n"] == 3
+    bad = _write_csv(tmp_path / "bad.csv", ["score"], [[0.9], ["nan"], [0.1]])
+    with pytest.raises(CommandError, match=r"bad.csv line 3: score 'nan' is not a finite number"):
+        call_command("evaluate_router", str(labels), "--scores", str(bad), stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_long_unspaced_text_is_cut_into_pieces_without_trying_every_length(tmp_path: Path) -> None:
+    from routing.complexity import get_scorer
+
+    scorer = get_scorer()
+    tokenizer = scorer._embedding.tokenizer if hasattr(scorer, "_embedding") else None
+    if tokenizer is None:
+        pytest.skip("the artefact has no embedding pair")
+    calls = []
+    index = tokenizer.index
+
+    class Counting(dict):
+        def get(self, key, default=None):
+            calls.append(key)
+            return index.get(key, default)
+
+    tokenizer.index = Counting()
+    try:
+        tokenizer.word_ids("漢字" * 500)
+    finally:
+        tokenizer.index = index
+    assert len(calls) < 3 * 1_000  # a few lookups per character, not one per possible piece length
+
+
 def _labels(tmp_path: Path) -> Path:
     rows = [
         ["gsm8k", MULTI_STEP, 0, 1],

@@ -1,3 +1,4 @@
+import getpass
 import json
 import os
 import sys
@@ -27,12 +28,15 @@ class Command(BaseCommand):
             if not key:
                 raise CommandError(f"environment variable {from_env} is empty or not set")
         else:
-            if sys.stdin.isatty():
-                self.stderr.write("Paste the API key, then press Enter:")
             try:
-                key = sys.stdin.readline()
+                if sys.stdin.isatty():  # typed or pasted: never echo it to the terminal (scrollback, screen sharing)
+                    key = getpass.getpass("Paste the API key (it is not shown), then press Enter: ", stream=sys.stderr)
+                else:
+                    key = sys.stdin.readline()
             except UnicodeDecodeError:
                 raise CommandError("the key on standard input is not valid text (UTF-8)") from None
+            except EOFError:  # Ctrl-D at the prompt
+                key = ""
         key = key.strip()
         if not key:
             raise CommandError("no key given: pipe it on standard input or use --from-env VAR")

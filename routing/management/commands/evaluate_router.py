@@ -63,7 +63,10 @@ class Command(BaseCommand):
             if "prompt" in row and row["prompt"] != label["prompt"]:
                 raise CommandError(f"{path} line {number}: prompt differs from the labels' row (rows must be in the same order)")
             try:
-                out.append(float(row["score"]))
+                value = float(row["score"])
             except (TypeError, ValueError) as exc:
                 raise CommandError(f"{path} line {number}: score {row['score']!r} is not a number") from exc
+            if not math.isfinite(value):
+                raise CommandError(f"{path} line {number}: score {row['score']!r} is not a finite number")
+            out.append(value)
         return out

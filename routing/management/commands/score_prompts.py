@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -43,8 +44,12 @@ def read_rows(path: Path, required: tuple[str, ...]) -> Iterator[dict[str, str]]
             if missing:
                 raise CommandError(f"{path} has no {', '.join(repr(c) for c in missing)} column (columns: {', '.join(columns) or 'none'})")
             yield from reader
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise CommandError(f"cannot read {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise CommandError(
+                f"cannot read {path}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} after line {reader.line_num}); save it as UTF-8"
+            ) from exc
 
 
 class Command(BaseCommand):
@@ -62,20 +67,35 @@ class Command(BaseCommand):
         first = next(rows, None)  # read the header before creating OUT: a bad input leaves no empty file
         started = time.perf_counter()
         count = 0
+        # Write a temporary file next to OUT and move it into place at the end: a row that cannot be read half-way
+        # (bad bytes, a broken quote) leaves no truncated OUT behind, and an existing OUT untouched.
+        # /dev/stdout, a pipe, a symlink: write through it as before (renaming over it would replace the link itself).
+        special = output.is_symlink() or (output.exists() and not output.is_file() and not output.is_dir())
+        partial = output if special else output.with_name(f".{output.name}.{os.getpid()}.partial")
         try:
-            out = output.open("w", newline="", encoding="utf-8")
+            out = partial.open("w", newline="", encoding="utf-8")
         except OSError as exc:
             raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from exc
-        with out:
-            writer = csv.writer(out)
-            writer.writerow(["prompt", "score"])
-            if first is not None:
-                for row in _chain(first, rows):
-                    prompt = row.get("prompt") or ""
-                    writer.writerow([prompt, f"{scorer.score(prompt):.6f}"])
-                    count += 1
-                    if count % PROGRESS_EVERY == 0:
-                        self.stderr.write(f"scored {count} prompts ({time.perf_counter() - started:.1f} s)")
+        try:
+            with out:
+                writer = csv.writer(out)
+                writer.writerow(["prompt", "score"])
+                if first is not None:
+                    for row in _chain(first, rows):
+                        prompt = row.get("prompt") or ""
+                        writer.writerow([prompt, f"{scorer.score(prompt):.6f}"])
+                        count += 1
+                        if count % PROGRESS_EVERY == 0:
+                            self.stderr.write(f"scored {count} prompts ({time.perf_counter() - started:.1f} s)")
+            try:
+                if not special:
+                    os.replace(partial, output)
+            except OSError as exc:
+                raise CommandError(f"cannot write {output}: {exc.strerror or exc}") from exc
+        except BaseException:
+            if not special:
+                partial.unlink(missing_ok=True)
+            raise
         elapsed = time.perf_counter() - started
         self.stderr.write(f"scored {count} prompts in {elapsed:.1f} s → {output}")
         self.stdout.write(json.dumps({"input": str(input), "output": str(output), "rows": count, "seconds": round(elapsed, 3)}))
