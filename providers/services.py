@@ -47,19 +47,30 @@ def credential_mark_used(*, credential: Credential) -> None:
     Credential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
 
 
-def credential_rotate_all(*, batch_size: int = 500) -> int:
-    """Re-encrypt every credential with the newest FIELD_ENCRYPTION_KEYS entry. Safe to re-run."""
-    rotated = 0
+def credential_rotate_all(*, batch_size: int = 500, progress=None) -> tuple[int, list[Credential]]:
+    """Re-encrypt every credential with the newest FIELD_ENCRYPTION_KEYS entry. Safe to re-run.
+
+    Returns (how many were rotated, the credentials none of the keys can decrypt). One unreadable key (encrypted
+    with a key no longer listed) does not stop the others: each is rotated or reported. `progress(done)` is called
+    after each batch."""
+    rotated, unreadable = 0, []
     last_pk = 0
     while True:
         with transaction.atomic():
             batch = list(
-                Credential.objects.select_for_update().filter(pk__gt=last_pk).order_by("pk")[:batch_size]
+                Credential.objects.select_for_update(of=("self",)).select_related("provider", "tenant")
+                .filter(pk__gt=last_pk).order_by("pk")[:batch_size]
             )
             if not batch:
-                return rotated
+                return rotated, unreadable
             for credential in batch:
-                credential.encrypted_key = crypto.rotate(credential.encrypted_key)
+                try:
+                    credential.encrypted_key = crypto.rotate(credential.encrypted_key)
+                except crypto.DecryptionError:
+                    unreadable.append(credential)
+                    continue
                 credential.save(update_fields=["encrypted_key"])
-            rotated += len(batch)
+                rotated += 1
             last_pk = batch[-1].pk
+        if progress is not None:
+            progress(rotated + len(unreadable))

@@ -42,7 +42,7 @@ def test_rotation_keeps_every_key_readable(db, keys):
     old_key = keys.FIELD_ENCRYPTION_KEYS[0]
     new_key = Fernet.generate_key().decode()
     keys.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
-    assert credential_rotate_all(batch_size=2) == 3
+    assert credential_rotate_all(batch_size=2) == (3, [])
     # With only the new key left, every credential still decrypts.
     keys.FIELD_ENCRYPTION_KEYS = [new_key]
     for i, credential in enumerate(credentials):
@@ -93,8 +93,28 @@ def test_set_credential_refuses_an_empty_key(db, keys, monkeypatch):
 def test_rotate_encryption_key_command_reports_json(db, keys):
     credential_set(kind="openai", key=PLAIN)
     out = io.StringIO()
-    call_command("rotate_encryption_key", stdout=out)
-    assert json.loads(out.getvalue()) == {"rotated": 1}
+    call_command("rotate_encryption_key", stdout=out, stderr=io.StringIO())
+    assert json.loads(out.getvalue()) == {"rotated": 1, "unreadable": []}
+
+
+def test_one_key_no_configured_key_decrypts_is_named_and_the_others_are_rotated(db, keys, tenant):
+    before = credential_set(kind="openai", key=PLAIN, label="first")
+    old_key = keys.FIELD_ENCRYPTION_KEYS[0]
+    stray = Fernet.generate_key().decode()
+    keys.FIELD_ENCRYPTION_KEYS = [stray]
+    bad = credential_set(kind="anthropic", key=PLAIN, label="stray", tenant=tenant)  # encrypted with a key about to go
+    keys.FIELD_ENCRYPTION_KEYS = [old_key]
+    after = credential_set(kind="openrouter", key=PLAIN, label="last")
+    new_key = Fernet.generate_key().decode()
+    keys.FIELD_ENCRYPTION_KEYS = [new_key, old_key]
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 provider key"):
+        call_command("rotate_encryption_key", stdout=out, stderr=io.StringIO())
+    report = json.loads(out.getvalue())
+    assert report["rotated"] == 2
+    assert report["unreadable"] == [{"id": bad.pk, "provider": "anthropic", "tenant": tenant.slug, "label": "stray"}]
+    keys.FIELD_ENCRYPTION_KEYS = [new_key]  # the others no longer need the old key
+    assert Credential.objects.get(pk=before.pk).get_key() == Credential.objects.get(pk=after.pk).get_key() == PLAIN
 
 
 def test_configure_provider_sets_the_base_url(db):
