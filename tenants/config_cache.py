@@ -46,8 +46,8 @@ def config_version() -> str | None:
             cache.add(VERSION_KEY, uuid.uuid4().hex, timeout=None)
             token = cache.get(VERSION_KEY)
         return token
-    except Exception:
-        log.warning("config cache: shared cache unavailable, not caching", exc_info=True, extra={"throttle": True})
+    except Exception as exc:  # noqa: BLE001 - any cache backend error: serve uncached
+        log.warning("config cache: shared cache unavailable, not caching (%s: %s)", type(exc).__name__, exc, extra={"throttle": True})
         return None
 
 
@@ -99,8 +99,9 @@ def _publish() -> None:
     forget_local()
     try:
         cache.set(VERSION_KEY, uuid.uuid4().hex, timeout=None)
-    except Exception:
-        log.warning("config cache: could not publish a configuration change", exc_info=True, extra={"throttle": True})
+    except Exception as exc:  # noqa: BLE001 - the change is saved; other processes see it when their cache expires
+        log.warning("config cache: could not publish a configuration change (%s: %s)", type(exc).__name__, exc,
+                    extra={"throttle": True})
 
 
 def config_changed(**_signal_kwargs) -> None:
