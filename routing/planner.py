@@ -372,7 +372,7 @@ def _plan(ctx: RoutingContext) -> Plan:
         # None of the target's models that can take it has a usable key (a BYOK client with another provider's key,
         # an agency with one provider): widen, as when no model of the target can take the request at all.
         fitting = _widen(ctx, (target.tier or (target.model.tier if target.model_id else None)) if target else None)
-        reason += "; widened: no model of the target could take the request"
+        reason += "; widened: no model of the target could take the request with a usable key"
 
     keyed = keyed_providers(ctx.tenant, allow_agency) if requested else frozenset()
     if requested and not any(m.provider_id in keyed for m in requested):
