@@ -244,6 +244,7 @@ def model_figures(*, now: datetime | None = None, window: timedelta = MODEL_WIND
     out = []
     for pk in ids:
         h, lg, fb, m = health.get(pk, {}), ledger.get(pk, {}), feedback.get(pk, {}), names.get(pk, {})
+        last_hour = hour.get(pk, {})
         conversations = lg.get("conversations") or 0
         out.append({
             "model_pk": pk, "provider": m.get("provider__kind") or h.get("provider", ""),
@@ -252,8 +253,8 @@ def model_figures(*, now: datetime | None = None, window: timedelta = MODEL_WIND
             "error_rate": h.get("error_rate") if h else None,
             "latency_p50_ms": h.get("latency_p50_ms"), "latency_p95_ms": h.get("latency_p95_ms"),
             "availability": up["day"].get(pk), "hour": {
-                "requests": hour.get(pk, {}).get("requests", 0), "error_rate": hour[pk]["error_rate"] if pk in hour else None,
-                "latency_p50_ms": hour.get(pk, {}).get("latency_p50_ms"), "latency_p95_ms": hour.get(pk, {}).get("latency_p95_ms"),
+                "requests": last_hour.get("requests", 0), "error_rate": last_hour.get("error_rate"),
+                "latency_p50_ms": last_hour.get("latency_p50_ms"), "latency_p95_ms": last_hour.get("latency_p95_ms"),
                 "availability": up["hour"].get(pk),
             },
             "feedback": fb.get("total", 0), "thumbs_up": fb.get("up", 0), "thumbs_up_rate": _ratio(fb.get("up", 0), fb.get("total", 0)),

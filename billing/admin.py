@@ -214,16 +214,18 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Issue (number and freeze)", permissions=["change"])
     def issue(self, request, queryset):
+        drafts = list(queryset.filter(status=InvoiceStatus.DRAFT).order_by("pk"))
+        if not drafts:
+            self.message_user(request, "Nothing issued: only drafts can be issued, and none was selected.", messages.WARNING)
+            return
         issued = []
-        for invoice in queryset.filter(status=InvoiceStatus.DRAFT).order_by("pk"):
+        for invoice in drafts:
             try:
                 issued.append(invoice_issue(invoice=invoice))
             except InvoiceError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
         if issued:
             self.message_user(request, f"Issued {len(issued)} invoice(s): {', '.join(i.number for i in issued)}.")
-        elif not queryset.filter(status=InvoiceStatus.DRAFT).exists():
-            self.message_user(request, "Nothing issued: only drafts can be issued, and none was selected.", messages.WARNING)
 
     @admin.action(description="Cancel with a credit note (then regenerate the month)", permissions=["change"])
     def credit(self, request, queryset):

@@ -56,15 +56,12 @@ def rollup_usage(*, start: date, end: date | None = None, tenant_ids: Iterable[i
     stale = DailyUsage.objects.filter(day__gte=start, day__lte=end)
     if ids is not None:
         stale = stale.filter(tenant_id__in=ids)
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                # One roll-up at a time (nightly task, generate_invoices, the admin): two concurrent delete-then-insert
-                # runs over the same days otherwise both insert and the second fails on uniq_daily_usage.
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ROLLUP_LOCK_KEY])
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # One roll-up at a time (nightly task, generate_invoices, the admin): two concurrent delete-then-insert
+            # runs over the same days otherwise both insert and the second fails on uniq_daily_usage.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [ROLLUP_LOCK_KEY])
+            cursor.execute(f"SET LOCAL work_mem = '{ROLLUP_WORK_MEM}'")
         stale.delete()
-        with connection.cursor() as cursor:
-            if connection.vendor == "postgresql":
-                cursor.execute(f"SET LOCAL work_mem = '{ROLLUP_WORK_MEM}'")
-            cursor.execute(sql, [timezone.now(), start, end, *(ids or [])])
-            return cursor.rowcount
+        cursor.execute(sql, [timezone.now(), start, end, *(ids or [])])
+        return cursor.rowcount

@@ -163,7 +163,7 @@ class Message(models.Model):
             # The admin's filters: by client, and failed replies only (a partial index: failures are few).
             models.Index(fields=["tenant", "created_at"], name="msg_tenant_time"),
             models.Index(fields=["created_at"], condition=models.Q(status="failed"), name="msg_failed_time"),
-            # The sweeper's (conversations.tasks.requeue_stalled_replies): unfinished replies, few at any time.
+            # The sweeper's (conversations.sweeper): unfinished replies, few at any time.
             models.Index(fields=["created_at"], condition=models.Q(status__in=["queued", "running"]), name="msg_unfinished_time"),
             # The callback sweeper's (conversations.tasks.send_due_callbacks): callbacks pending, few at any time.
             models.Index(fields=["callback_next_at"], condition=models.Q(callback_next_at__isnull=False), name="msg_callback_due"),

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from billing.alerts import budget_alerts_check
 from billing.budget import BudgetExceeded, Reservation, budget_day, budget_release, budget_reserve, budget_settle
+from billing.models import UsageRecord
 from billing.services import SpendCapReached, spend_cap_check, usage_record_build, usage_record_count
 from conversations.context import PER_MESSAGE_OVERHEAD, history_for, message_tokens, trim_to_window
 from conversations.models import REFUSAL_CODES, Assistant, Conversation, Message, MessageRole, MessageStatus
@@ -134,15 +135,9 @@ def reply_enqueue(reply_id) -> bool:
     """Queue the task that makes an async reply. If the broker cannot take it (Redis down), the reply stays stored as
     `queued` and the client still gets its 202: conversations.tasks.requeue_stalled_replies queues it again once the
     broker is back. Never an error for the client, whose message is stored."""
-    from conversations.tasks import generate_reply
+    from conversations.tasks import delay_or_leave, generate_reply
 
-    try:
-        generate_reply.delay(str(reply_id))
-    except Exception as exc:  # noqa: BLE001 - kombu's OperationalError and friends: the broker is unreachable
-        log.warning("reply %s stays queued, the broker refused its task (%s): the sweeper will queue it again", reply_id, exc,
-                    extra={"throttle": True})
-        return False
-    return True
+    return delay_or_leave(generate_reply, reply_id, "the reply")
 
 
 class IdempotencyKeyReused(Exception):
@@ -165,8 +160,8 @@ def _replay(tenant: Tenant, idempotency_key: str, conversation: Conversation, co
 
 
 INTERRUPTED = "interrupted"
-"""The error code of a sync or streamed reply whose request died with its server process (conversations.tasks.
-fail_interrupted_replies): a retry with the same Idempotency-Key generates it, unlike a reply that failed."""
+"""The error code of a sync or streamed reply whose request died with its server process (conversations.sweeper.
+interrupted_replies_fail): a retry with the same Idempotency-Key generates it, unlike a reply that failed."""
 
 
 def _claim(reply_id) -> bool:
@@ -326,16 +321,8 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     )
     reply.status = MessageStatus.COMPLETED
     reply.content = result.text
-    reply.model = candidate.model
-    reply.provider_kind = candidate.model.provider.kind
-    reply.model_name = result.model or candidate.model.model_id
+    _metered(reply, candidate, record)
     reply.finish_reason = result.finish_reason.value
-    reply.input_tokens = usage.input_tokens
-    reply.output_tokens = usage.output_tokens
-    reply.cached_input_tokens = usage.cached_input_tokens
-    reply.cache_write_tokens = usage.cache_write_tokens
-    reply.reasoning_tokens = usage.reasoning_tokens
-    reply.cost = record.cost
     reply.latency_ms = result.latency_ms
     reply.ttft_ms = result.ttft_ms
     reply.route_reason = plan.reason
@@ -353,9 +340,18 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     return reply
 
 
+def _metered(reply: Message, candidate: Candidate, record: UsageRecord) -> None:
+    """The reply's model, token counts and cost, as its ledger row has them (METERED_FIELDS)."""
+    reply.model, reply.provider_kind, reply.model_name = candidate.model, candidate.model.provider.kind, record.model_name
+    reply.input_tokens, reply.output_tokens, reply.reasoning_tokens = record.input_tokens, record.output_tokens, record.reasoning_tokens
+    reply.cached_input_tokens, reply.cache_write_tokens = record.cached_input_tokens, record.cache_write_tokens
+    reply.cost = record.cost
+
+
+METERED_FIELDS = ["model", "provider_kind", "model_name", "input_tokens", "output_tokens", "reasoning_tokens",
+                  "cached_input_tokens", "cache_write_tokens", "cost"]
 COMPLETED_FIELDS = [
-    "status", "content", "model", "provider_kind", "model_name", "finish_reason", "input_tokens", "output_tokens",
-    "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "cost", "latency_ms", "ttft_ms", "route_reason",
+    "status", "content", *METERED_FIELDS, "finish_reason", "latency_ms", "ttft_ms", "route_reason",
     "complexity_score", "route_decision", "error_code", "error_detail", "completed_at",
 ]
 
@@ -563,9 +559,7 @@ def _interrupted(reply: Message, plan: Plan, build: Callable[[Candidate], ChatRe
     reply.route_decision = {**decision, "usage_estimated": True}
     reply.route_reason = plan.reason
     reply.completed_at = timezone.now()
-    reply.model, reply.provider_kind, reply.model_name = candidate.model, candidate.model.provider.kind, record.model_name
-    reply.input_tokens, reply.output_tokens, reply.cost = record.input_tokens, record.output_tokens, record.cost
-    reply.cached_input_tokens, reply.cache_write_tokens = record.cached_input_tokens, record.cache_write_tokens
+    _metered(reply, candidate, record)
     reply.latency_ms = result.latency_ms or None
     if not reply_complete_write(reply, INTERRUPTED_FIELDS, record=record, attempt_logs=[]):
         budget_release(reservation=reservation)
@@ -576,9 +570,8 @@ def _interrupted(reply: Message, plan: Plan, build: Callable[[Candidate], ChatRe
 
 
 INTERRUPTED_FIELDS = [
-    "status", "error_code", "error_detail", "content", "route_decision", "route_reason", "completed_at",
-    "model", "provider_kind", "model_name", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-    "cost", "latency_ms",
+    "status", "error_code", "error_detail", "content", "route_decision", "route_reason", "completed_at", *METERED_FIELDS,
+    "latency_ms",
 ]
 
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from celery import shared_task
-from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.db.models import Q
-from django.utils import timezone
 
+from conversations.callbacks import callback_deliver, callback_schedule, callbacks_due
 from conversations.models import Message, MessageStatus
 from conversations.retention import purge_expired_content
-from conversations.services import INTERRUPTED, ReplyFailed, reply_enqueue, reply_generate
-from conversations.callbacks import callback_deliver, callback_schedule, callbacks_due
+from conversations.services import ReplyFailed, reply_generate
+from conversations.sweeper import interrupted_replies_fail, stalled_async_replies
 from routing.models import RoutingRule
 from routing.services import calibration_store
 
@@ -33,27 +30,14 @@ def generate_reply(self, reply_id: str) -> str | None:
     except ReplyFailed as failed:
         reply = failed.reply
     if reply.status in (MessageStatus.COMPLETED, MessageStatus.FAILED) and callback_schedule(reply.pk):
-        _enqueue_callback(reply.pk)
+        delay_or_leave(deliver_callback, reply.pk, "the callback")
     return reply.status
-
-
-STALL_SECONDS = 60  # an async reply still queued after this long has most likely lost its task
 
 
 @shared_task(acks_late=True)
 def requeue_stalled_replies(batch: int = 500) -> int:
-    """Queue again the async replies whose task was lost: still `queued` a minute after they were posted (the broker
-    refused the task, or it ran out of retries while the database was down), or `running` past their lease (the worker
-    died mid-task; its redelivery may come an hour later, or inside the lease and give up). generate_reply claims a
-    reply with a conditional update, so a task queued twice still makes one reply and one ledger row."""
-    now = timezone.now()
-    stalled = (
-        Message.objects.filter(role="assistant", mode="async", status__in=[MessageStatus.QUEUED, MessageStatus.RUNNING])  # msg_unfinished_time
-        .filter(Q(status=MessageStatus.QUEUED, created_at__lt=now - timedelta(seconds=STALL_SECONDS))
-                | Q(status=MessageStatus.RUNNING, started_at__lt=now - timedelta(seconds=settings.REPLY_LEASE_SECONDS)))
-        .order_by("created_at").values_list("pk", flat=True)[:batch]
-    )
-    queued = sum(reply_enqueue(pk) for pk in stalled)
+    """Queue again the async replies whose task was lost (conversations.sweeper)."""
+    queued = sum(delay_or_leave(generate_reply, pk, "the reply") for pk in stalled_async_replies(batch))
     if queued:
         log.warning("queued %d stalled async repl%s again", queued, "y" if queued == 1 else "ies")
     return queued
@@ -61,20 +45,8 @@ def requeue_stalled_replies(batch: int = 500) -> int:
 
 @shared_task(acks_late=True)
 def fail_interrupted_replies(batch: int = 500) -> int:
-    """Mark failed the sync and streamed replies still `running` past their lease: the server process answering
-    them was killed (nobody is waiting for them any more). They no longer show as in progress; a retry of the
-    request with the same Idempotency-Key generates them (services._claim), and the client API says so."""
-    stale = timezone.now() - timedelta(seconds=settings.REPLY_LEASE_SECONDS)
-    ids = list(
-        Message.objects.filter(role="assistant", mode__in=["sync", "stream"], status=MessageStatus.RUNNING,  # msg_unfinished_time
-                               started_at__lt=stale)
-        .order_by("created_at").values_list("pk", flat=True)[:batch]
-    )
-    failed = Message.objects.filter(pk__in=ids, status=MessageStatus.RUNNING, started_at__lt=stale).update(
-        status=MessageStatus.FAILED, error_code=INTERRUPTED, completed_at=timezone.now(),
-        error_detail="The reply was interrupted: the server stopped before it was finished. Send the message again "
-                     "(with the same Idempotency-Key, the stored message is answered and not posted twice).",
-    )
+    """Mark failed the sync and streamed replies whose server process was killed (conversations.sweeper)."""
+    failed = interrupted_replies_fail(batch)
     if failed:
         log.warning("marked %d interrupted repl%s failed", failed, "y" if failed == 1 else "ies")
     return failed
@@ -90,14 +62,18 @@ def deliver_callback(reply_id: str) -> str | None:
 @shared_task(acks_late=True)
 def send_due_callbacks(batch: int = 500) -> int:
     """Queue every callback that is due: retries, and those whose task was lost (broker down, worker killed)."""
-    return sum(_enqueue_callback(pk) for pk in callbacks_due(batch))
+    return sum(delay_or_leave(deliver_callback, pk, "the callback") for pk in callbacks_due(batch))
 
 
-def _enqueue_callback(reply_id) -> bool:
+def delay_or_leave(task, reply_id, what: str) -> bool:
+    """Queue `task` for a reply. If the broker cannot take it (Redis down), nothing is lost: `what` it was for stays
+    stored, due, and a beat task queues it again once the broker is back. Logged, never raised: the client's message
+    is stored either way."""
     try:
-        deliver_callback.delay(str(reply_id))
-    except Exception as exc:  # noqa: BLE001 - the broker is unreachable: the callback stays due, send_due_callbacks retries
-        log.warning("callback for %s stays due, the broker refused its task (%s)", reply_id, exc, extra={"throttle": True})
+        task.delay(str(reply_id))
+    except Exception as exc:  # noqa: BLE001 - kombu's OperationalError and friends: the broker is unreachable
+        log.warning("%s of %s stays due, the broker refused its task (%s): a beat task queues it again", what, reply_id, exc,
+                    extra={"throttle": True})
         return False
     return True
 
