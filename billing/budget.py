@@ -11,6 +11,12 @@ minute's bucket only if the total stays within the budget; otherwise refuse. Con
 pass: the budget is exceeded only by the difference between what running calls reserved (their estimate) and
 what they really used. Settling is one atomic step too (`decr_and_incr`): take the reservation back from its
 bucket (unless the bucket expired and took it along) and add the real usage to the day's counter.
+
+The monthly spend cap (`Tenant.monthly_spend_cap`, billed USD) holds an estimated cost per call the same way, in
+micro-dollars: `spend:res:<tenant>:<month>:<minute>` buckets. What was billed comes from the ledger, read *after*
+the hold is placed: a call that finished before the hold is in the ledger (its row is committed before it lets go
+of its own hold), and one still running holds its estimate. So two calls that together pass the cap never both
+start; the cap is overshot only by what calls cost beyond their estimate.
 """
 
 from __future__ import annotations
@@ -20,14 +26,15 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, Decimal
 
 from django.conf import settings
 from django.db.models import F, Sum
 from django.utils import timezone
 
 from billing.models import UsageRecord
-from billing.services import tenant_day_bounds, tenant_local_date
+from billing.services import month_spend, tenant_day_bounds, tenant_local_date
 from providers.state import UNAVAILABLE, shared_state
 from tenants.models import Tenant
 
@@ -52,17 +59,36 @@ class BudgetExceeded(Exception):
         super().__init__(message)
 
 
+class SpendCapReached(Exception):
+    def __init__(self, tenant: Tenant, spent: Decimal, asked: Decimal, in_flight: Decimal, retry_after: int):
+        self.retry_after = retry_after
+        cap = tenant.monthly_spend_cap
+        if spent >= cap:
+            message = f"monthly spend cap of {cap} USD reached ({spent:.2f} USD billed this month)"
+        else:
+            held = f", {in_flight:.4f} USD of it held by calls still running" if in_flight else ""
+            message = (f"this request may cost up to {asked:.4f} USD (its prompt and max output), more than the "
+                       f"{cap - spent:.4f} USD left of this month's spend cap of {cap} USD{held}")
+            if not in_flight:
+                message += "; ask for fewer output tokens (max_tokens)"
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class Reservation:
+    """What one call holds: tokens of the day's budget and an estimated cost against the month's spend cap."""
+
     tenant_id: int
     day: str
     bucket_key: str
     tokens: int
     id: str
+    spend_key: str = ""
+    spend_micros: int = 0
 
     @property
     def is_noop(self) -> bool:
-        return self.tokens == 0
+        return self.tokens == 0 and self.spend_micros == 0
 
 
 def _lease_seconds() -> int:
@@ -77,10 +103,21 @@ def _bucket_key(tenant_id: int, day: str, minute: int) -> str:
     return f"budget:res:{tenant_id}:{day}:{minute}"
 
 
-def _live_bucket_keys(tenant_id: int, day: str, now: float) -> list[str]:
+def _spend_key(tenant_id: int, month: str, minute: int) -> str:
+    return f"spend:res:{tenant_id}:{month}:{minute}"
+
+
+def _live_minutes(now: float) -> range:
     current = int(now // BUCKET_SECONDS)
-    count = _lease_seconds() // BUCKET_SECONDS + 2
-    return [_bucket_key(tenant_id, day, minute) for minute in range(current - count + 1, current + 1)]
+    return range(current - (_lease_seconds() // BUCKET_SECONDS + 2) + 1, current + 1)
+
+
+def _live_bucket_keys(tenant_id: int, day: str, now: float) -> list[str]:
+    return [_bucket_key(tenant_id, day, minute) for minute in _live_minutes(now)]
+
+
+def _micros(amount: Decimal) -> int:
+    return int((amount * 1_000_000).to_integral_value(rounding=ROUND_CEILING))
 
 
 def budget_day(tenant: Tenant, at: datetime | None = None) -> str:
@@ -117,29 +154,77 @@ def budget_usage_many(tenants: list[Tenant]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def budget_reserve(*, tenant: Tenant, tokens: int) -> Reservation:
-    """Reserve `tokens` of today's budget, or raise BudgetExceeded. Unlimited tenants get a no-op reservation."""
-    day = budget_day(tenant)
+def budget_reserve(*, tenant: Tenant, tokens: int, cost: Decimal = Decimal("0")) -> Reservation:
+    """Reserve `tokens` of today's budget and hold `cost` (the call's estimated billed cost, USD) against the month's
+    spend cap: raises SpendCapReached or BudgetExceeded, holding nothing. Limits the tenant does not have are not
+    counted (an unlimited tenant gets a no-op reservation)."""
+    held = spend_reserve(tenant=tenant, cost=cost)
     if not tenant.daily_token_budget:
-        return Reservation(tenant_id=tenant.pk, day=day, bucket_key="", tokens=0, id="")
+        return held
+    day = held.day
     now = time.time()
     bucket = _bucket_key(tenant.pk, day, int(now // BUCKET_SECONDS))
     tokens = max(1, int(tokens))
     others = [_used_key(tenant.pk, day), *(k for k in _live_bucket_keys(tenant.pk, day, now) if k != bucket)]
-    reserved, total = shared_state().incr_within(bucket, tokens, tenant.daily_token_budget, others,
-                                                 ttl=_lease_seconds() + BUCKET_SECONDS)
+    try:
+        reserved, total = shared_state().incr_within(bucket, tokens, tenant.daily_token_budget, others,
+                                                     ttl=_lease_seconds() + BUCKET_SECONDS)
+    except BaseException:
+        budget_release(reservation=held)
+        raise
     if not reserved:
+        budget_release(reservation=held)
         raise BudgetExceeded(tenant, total, seconds_until_reset(tenant), asked=tokens)
-    return Reservation(tenant_id=tenant.pk, day=day, bucket_key=bucket, tokens=tokens, id=uuid.uuid4().hex)
+    return Reservation(tenant_id=tenant.pk, day=day, bucket_key=bucket, tokens=tokens, id=uuid.uuid4().hex,
+                       spend_key=held.spend_key, spend_micros=held.spend_micros)
+
+
+def spend_reserve(*, tenant: Tenant, cost: Decimal) -> Reservation:
+    """Hold `cost` (USD, the call's estimated billed cost) against the tenant's monthly spend cap, or raise
+    SpendCapReached. The returned reservation holds no tokens of the daily budget."""
+    day = budget_day(tenant)
+    if tenant.monthly_spend_cap is None:
+        return Reservation(tenant_id=tenant.pk, day=day, bucket_key="", tokens=0, id="")
+    now, month = time.time(), day[:7]
+    minute = int(now // BUCKET_SECONDS)
+    bucket, asked, cap = _spend_key(tenant.pk, month, minute), max(1, _micros(cost)), _micros(tenant.monthly_spend_cap)
+    others = [_spend_key(tenant.pk, month, m) for m in _live_minutes(now) if m != minute]
+    held, in_flight = shared_state().incr_within(bucket, asked, cap, others, ttl=_lease_seconds() + BUCKET_SECONDS)
+    reservation = Reservation(tenant_id=tenant.pk, day=day, bucket_key="", tokens=0, id=uuid.uuid4().hex,
+                              spend_key=bucket if held else "", spend_micros=asked if held else 0)
+    # Read after the hold: a call that let go of its hold before it was placed has its ledger row committed.
+    spent = month_spend(tenant)
+    others_in_flight = in_flight - asked if held else in_flight
+    if held and _micros(spent) + in_flight <= cap:
+        return reservation
+    budget_release(reservation=reservation)
+    # Calls in flight may cost less than they hold: worth retrying soon. Otherwise not before next month.
+    soon = _micros(spent) + asked <= cap
+    raise SpendCapReached(tenant, spent, Decimal(asked) / 1_000_000, Decimal(others_in_flight) / 1_000_000,
+                          retry_after=5 if soon else seconds_until_next_month(tenant))
+
+
+def seconds_until_next_month(tenant: Tenant) -> int:
+    start, _ = tenant_day_bounds(tenant)
+    next_month = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return max(1, math.ceil((next_month - timezone.now()).total_seconds()))
 
 
 def budget_release(*, reservation: Reservation) -> None:
-    """Give a reservation back, in one atomic step: budget_settle with nothing used (only while its bucket exists;
-    an expired bucket took the reservation with it)."""
-    if reservation.is_noop:
-        return
-    shared_state().decr_and_incr(reservation.bucket_key, reservation.tokens, _used_key(reservation.tenant_id, reservation.day),
-                                 0, ttl=DAY_TTL)
+    """Give a reservation back, in one atomic step each for the tokens and the held cost: budget_settle with nothing
+    used (only while its bucket exists; an expired bucket took the reservation with it)."""
+    if reservation.tokens:
+        shared_state().decr_and_incr(reservation.bucket_key, reservation.tokens, _used_key(reservation.tenant_id, reservation.day),
+                                     0, ttl=DAY_TTL)
+    _spend_release(reservation)
+
+
+def _spend_release(reservation: Reservation) -> None:
+    """Let go of the held cost: the call is in the ledger now (or never billed). A bucket that expired took it along
+    (adding 0 to it recreates it empty, expiring with the lease)."""
+    if reservation.spend_micros:
+        shared_state().decr_and_incr(reservation.spend_key, reservation.spend_micros, reservation.spend_key, 0,
+                                     ttl=_lease_seconds() + BUCKET_SECONDS)
 
 
 def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int, day: str | None = None) -> int | None:
@@ -150,6 +235,7 @@ def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int,
     The usage counts on `day` (default: today, when the call completed), the tenant-local day of its ledger row, also
     for a call reserved before the tenant's midnight: the counter and the ledger agree on every day."""
     try:
+        _spend_release(reservation)
         day = day or budget_day(tenant)
         return shared_state().decr_and_incr(reservation.bucket_key, reservation.tokens, _used_key(tenant.pk, day),
                                             int(tokens_used), ttl=DAY_TTL)

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from billing.models import KeyOwnership, UsageRecord
 from providers.metrics import metrics_usage_record
-from providers.models import Credential, LLMModel, ModelPrice, price_for, price_in_force
+from providers.errors import NoPriceError
+from providers.models import MTOK, Credential, LLMModel, ModelPrice, price_for, price_in_force
 from providers.types import ChatResult
 from tenants.models import Tenant
 
@@ -109,17 +110,25 @@ def budget_used_percent(tenant: Tenant) -> float:
     return 100.0 * tokens_used_today(tenant) / tenant.daily_token_budget
 
 
-class SpendCapReached(Exception):
-    def __init__(self, tenant: Tenant, spent: Decimal, retry_after: int):
-        self.retry_after = retry_after
-        super().__init__(f"monthly spend cap of {tenant.monthly_spend_cap} USD reached ({spent:.2f} USD billed this month)")
-
-
 def billed_amount(*, agency_cost: Decimal, byok_cost: Decimal, markup_percent: Decimal, byok_fee_percent: Decimal) -> Decimal:
     """What a client is billed for list costs, unrounded: agency-key usage plus its markup, and on its own keys
     (BYOK) only the platform fee. The one formula behind the spend cap, the dashboard and invoice lines (the nightly
     roll-up applies the same in SQL: billing/rollup.py)."""
     return agency_cost * (1 + markup_percent / 100) + byok_cost * byok_fee_percent / 100
+
+
+def billed_estimate(*, tenant: Tenant, model: LLMModel, byok: bool, prices: Iterable[ModelPrice] | None,
+                    input_tokens: int, output_tokens: int) -> Decimal:
+    """What a call may be billed, unrounded, before it is made: the estimated prompt at the input rate and the full max
+    output, at the price in force now (0 for a model with no price: such a call fails unbilled)."""
+    try:
+        price = price_for(model) if prices is None else price_in_force(model, prices, timezone.now())
+    except NoPriceError:
+        return Decimal("0")
+    rates = price.rates_for(input_tokens)
+    cost = (input_tokens * rates["input"] + output_tokens * rates["output"]) / MTOK
+    return billed_amount(agency_cost=Decimal("0") if byok else cost, byok_cost=cost if byok else Decimal("0"),
+                         markup_percent=tenant.markup_percent, byok_fee_percent=tenant.byok_fee_percent)
 
 
 def month_spend(tenant: Tenant) -> Decimal:
@@ -131,14 +140,3 @@ def month_spend(tenant: Tenant) -> Decimal:
         agency_cost=totals.get(KeyOwnership.AGENCY, Decimal("0")), byok_cost=totals.get(KeyOwnership.BYOK, Decimal("0")),
         markup_percent=tenant.markup_percent, byok_fee_percent=tenant.byok_fee_percent,
     )
-
-
-def spend_cap_check(tenant: Tenant) -> None:
-    if tenant.monthly_spend_cap is None:
-        return
-    spent = month_spend(tenant)
-    if spent >= tenant.monthly_spend_cap:
-        today = tenant_local_date(tenant, timezone.now())
-        next_month = (today.replace(day=28) + timedelta(days=4)).replace(day=1)
-        start_next = datetime.combine(next_month, datetime.min.time(), tzinfo=zoneinfo.ZoneInfo(tenant.timezone or "UTC"))
-        raise SpendCapReached(tenant, spent, max(1, int((start_next - timezone.now()).total_seconds())))

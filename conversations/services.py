@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -21,9 +22,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing.alerts import budget_alerts_check
-from billing.budget import BudgetExceeded, Reservation, budget_day, budget_release, budget_reserve, budget_settle
+from billing.budget import (
+    BudgetExceeded, Reservation, SpendCapReached, budget_day, budget_release, budget_reserve, budget_settle, spend_reserve,
+)
 from billing.models import UsageRecord
-from billing.services import SpendCapReached, spend_cap_check, usage_record_build, usage_record_count
+from billing.services import billed_estimate, usage_record_build, usage_record_count
 from conversations.context import PER_MESSAGE_OVERHEAD, history_for, message_tokens, trim_to_window
 from conversations.models import REFUSAL_CODES, Assistant, Conversation, Message, MessageRole, MessageStatus
 from conversations.writes import messages_insert, reply_complete_write
@@ -387,19 +390,28 @@ def _admit(reply: Message, ctx: RoutingContext, plan: Plan, prompt: Prompt) -> t
     # No candidate writes more than its model's maximum output (the request is cut to it): reserve no more than that.
     output = min(prompt.max_tokens, max((c.model.max_output_tokens for c in plan.candidates), default=prompt.max_tokens))
     try:
-        spend_cap_check(tenant)
-        return plan, budget_reserve(tenant=tenant, tokens=prompt.estimated_tokens + output)
-    except BudgetExceeded as exc:
-        if plan.details.get("over_budget") == OverBudget.DEGRADE:
+        try:
+            return plan, budget_reserve(tenant=tenant, tokens=prompt.estimated_tokens + output, cost=_spend_estimate(plan, prompt, tenant))
+        except BudgetExceeded as exc:
+            if plan.details.get("over_budget") != OverBudget.DEGRADE:
+                raise _refuse(reply, 429, "budget_exceeded", str(exc), decision={"reason": "budget exceeded", **plan.details},
+                              retry_after=exc.retry_after) from exc
             ctx.force_tier = ModelTier.ECONOMY
             degraded = _plan_or_fail(reply, ctx)
             degraded.reason = f"over budget, degraded: {degraded.reason}"
-            return degraded, Reservation(tenant_id=tenant.pk, day=budget_day(tenant), bucket_key="", tokens=0, id="")
-        raise _refuse(reply, 429, "budget_exceeded", str(exc), decision={"reason": "budget exceeded", **plan.details},
-                      retry_after=exc.retry_after) from exc
+            return degraded, spend_reserve(tenant=tenant, cost=_spend_estimate(degraded, prompt, tenant))
     except SpendCapReached as exc:
         raise _refuse(reply, 429, "spend_cap_reached", str(exc), decision={"reason": "spend cap reached", **plan.details},
                       retry_after=exc.retry_after) from exc
+
+
+def _spend_estimate(plan: Plan, prompt: Prompt, tenant: Tenant) -> Decimal:
+    """What the call may be billed, held against the monthly spend cap: its dearest candidate's estimate."""
+    if tenant.monthly_spend_cap is None:
+        return Decimal("0")
+    return max((billed_estimate(tenant=tenant, model=c.model, byok=c.credential.is_byok, prices=plan.prices.get(c.model.pk),
+                                input_tokens=prompt.estimated_tokens, output_tokens=min(prompt.max_tokens, c.model.max_output_tokens))
+                for c in plan.candidates), default=Decimal("0"))
 
 
 def _plan_or_fail(reply: Message, ctx: RoutingContext) -> Plan:
