@@ -25,7 +25,7 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 
@@ -225,6 +225,27 @@ def _spend_release(reservation: Reservation) -> None:
     if reservation.spend_micros:
         shared_state().decr_and_incr(reservation.spend_key, reservation.spend_micros, reservation.spend_key, 0,
                                      ttl=_lease_seconds() + BUCKET_SECONDS)
+
+
+def budget_renew(*, reservation: Reservation) -> Reservation:
+    """Move what a call holds into this minute's buckets, one atomic step each, for a call that outlives the
+    reservation lease (a long stream): its buckets would expire, or leave the window of live buckets, while it
+    still runs. Returns the reservation to settle or release from now on (the same one if the state is down)."""
+    if reservation.is_noop:
+        return reservation
+    now = time.time()
+    minute, ttl, state = int(now // BUCKET_SECONDS), _lease_seconds() + BUCKET_SECONDS, shared_state()
+    bucket = _bucket_key(reservation.tenant_id, reservation.day, minute) if reservation.tokens else ""
+    spend_key = _spend_key(reservation.tenant_id, reservation.day[:7], minute) if reservation.spend_micros else ""
+    try:
+        if bucket:
+            state.decr_and_incr(reservation.bucket_key, reservation.tokens, bucket, reservation.tokens, ttl=ttl)
+        if spend_key:
+            state.decr_and_incr(reservation.spend_key, reservation.spend_micros, spend_key, reservation.spend_micros, ttl=ttl)
+    except UNAVAILABLE as exc:
+        log.warning("reservation %s not renewed (shared state unavailable: %s)", reservation.id, exc, extra={"throttle": True})
+        return reservation
+    return replace(reservation, bucket_key=bucket, spend_key=spend_key)
 
 
 def budget_settle(*, reservation: Reservation, tenant: Tenant, tokens_used: int, day: str | None = None) -> int | None:

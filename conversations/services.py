@@ -17,13 +17,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from billing.alerts import budget_alerts_check
 from billing.budget import (
-    BudgetExceeded, Reservation, SpendCapReached, budget_day, budget_release, budget_reserve, budget_settle, spend_reserve,
+    BudgetExceeded, Reservation, SpendCapReached, budget_day, budget_release, budget_renew, budget_reserve, budget_settle,
+    spend_reserve,
 )
 from billing.models import UsageRecord
 from billing.services import billed_estimate, usage_record_build, usage_record_count
@@ -500,7 +501,8 @@ def reply_stream(*, reply_id, overrides: Overrides | None = None, claimed: Messa
         return
     build = _request_builder(reply, prompt)
     outcome = StreamOutcome()
-    deltas = execute_stream(plan, build, outcome, tenant_id=reply.tenant_id)
+    lease = ReplyLease(reply.pk, reservation)
+    deltas = lease.kept(execute_stream(plan, build, outcome, tenant_id=reply.tenant_id))
     _release_db_connection()
     started = False
     try:
@@ -510,34 +512,63 @@ def reply_stream(*, reply_id, overrides: Overrides | None = None, claimed: Messa
                 yield StreamChunk(kind="start", candidate=outcome.current, plan=plan, reply=reply)
             yield StreamChunk(kind="delta", text=text)
     except GeneratorExit:
-        _finish_after_disconnect(reply, plan, deltas, outcome, reservation, build)
+        _finish_after_disconnect(reply, plan, deltas, outcome, lease, build)
         raise
     except AllCandidatesFailed as failure:
-        failed = _all_failed(reply, plan, failure, reservation)
+        failed = _all_failed(reply, plan, failure, lease.reservation)
         yield StreamChunk(kind="error", error=failed, reply=failed.reply)
         return
     except StreamInterrupted as interrupted:
-        failed = _interrupted(reply, plan, build, outcome.current, interrupted, reservation)
+        failed = _interrupted(reply, plan, build, outcome.current, interrupted, lease.reservation)
         yield StreamChunk(kind="error", reply=failed, error=ReplyFailed(failed, 502, "stream_interrupted", "The provider failed mid-reply."))
         return
     try:
-        stored = _settle(reply, plan, outcome.execution, reservation)
+        stored = _settle(reply, plan, outcome.execution, lease.reservation)
     except ReplyFailed as failed:
         yield StreamChunk(kind="error", error=failed, reply=failed.reply)
         return
     yield StreamChunk(kind="done", reply=stored, plan=plan, candidate=outcome.execution.candidate)
 
 
-def _finish_after_disconnect(reply: Message, plan: Plan, deltas: Iterator[str], outcome: StreamOutcome, reservation: Reservation,
+class ReplyLease:
+    """Keeps a long stream's claim on its reply and its budget holds alive. Both last REPLY_LEASE_SECONDS: past it, a
+    retry with the same Idempotency-Key would claim the reply again (a second provider call), the sweeper would mark
+    it interrupted, and the holds would leave the window of live reservations. A stream may run longer (the SDK's
+    timeout is per read), so every third of the lease the claim's `started_at` is moved to now and the holds are moved
+    to this minute's buckets."""
+
+    def __init__(self, reply_id, reservation: Reservation) -> None:
+        self.reply_id = reply_id
+        self.reservation = reservation
+        self.every = settings.REPLY_LEASE_SECONDS / 3
+
+    def kept(self, deltas: Iterator[str]) -> Iterator[str]:
+        due = time.monotonic() + self.every
+        for text in deltas:
+            if time.monotonic() >= due:
+                self.renew()
+                due = time.monotonic() + self.every
+            yield text
+
+    def renew(self) -> None:
+        try:
+            Message.objects.filter(pk=self.reply_id, status=MessageStatus.RUNNING).update(started_at=timezone.now())
+            _release_db_connection()
+        except DatabaseError as exc:  # the stream goes on; a retry may claim the reply after the lease
+            log.warning("reply %s: lease not renewed (%s)", self.reply_id, exc, extra={"throttle": True})
+        self.reservation = budget_renew(reservation=self.reservation)
+
+
+def _finish_after_disconnect(reply: Message, plan: Plan, deltas: Iterator[str], outcome: StreamOutcome, lease: ReplyLease,
                              build: Callable[[Candidate], ChatRequest]) -> None:
     try:
         for _ in deltas:
             pass
-        _settle(reply, plan, outcome.execution, reservation)
+        _settle(reply, plan, outcome.execution, lease.reservation)
     except AllCandidatesFailed as failure:
-        _all_failed(reply, plan, failure, reservation)
+        _all_failed(reply, plan, failure, lease.reservation)
     except StreamInterrupted as interrupted:
-        _interrupted(reply, plan, build, outcome.current, interrupted, reservation)
+        _interrupted(reply, plan, build, outcome.current, interrupted, lease.reservation)
     except ReplyFailed:
         pass
 

@@ -248,3 +248,26 @@ def test_a_budget_counter_redis_cannot_update_never_fails_a_stored_reply(api_cli
     assert response.json()["status"] == "completed"
     assert UsageRecord.objects.filter(tenant=tenant, message_id=response.json()["id"]).count() == 1
     assert "not added to today's budget counter" in caplog.text
+
+
+def test_a_renewed_reservation_stays_counted_past_the_lease(tenant, monkeypatch):
+    """A call that outlives the reservation lease (a long stream) moves its holds to the current minute: they keep
+    counting against the budget and the spend cap, and settling takes them back from where they are now."""
+    import time as time_module
+
+    from billing.budget import budget_renew
+
+    tenant.daily_token_budget, tenant.monthly_spend_cap = 1000, Decimal("1")
+    tenant.save()
+    reservation = budget_reserve(tenant=tenant, tokens=400, cost=Decimal("0.5"))
+    real_time = time_module.time
+    monkeypatch.setattr(time_module, "time", lambda: real_time() + 9 * 60)  # near the end of the 10-minute lease
+    renewed = budget_renew(reservation=reservation)
+    assert renewed.bucket_key != reservation.bucket_key and renewed.spend_key != reservation.spend_key
+    monkeypatch.setattr(time_module, "time", lambda: real_time() + 15 * 60)  # the first buckets left the window
+    assert budget_usage(tenant) == (0, 400)
+    with pytest.raises(BudgetExceeded):
+        budget_reserve(tenant=tenant, tokens=700)
+    budget_settle(reservation=renewed, tenant=tenant, tokens_used=300)
+    assert budget_usage(tenant) == (300, 0)
+    assert sum(int(shared_state().get(k) or 0) for k in shared_state().keys("spend:res:*")) == 0

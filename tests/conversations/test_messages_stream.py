@@ -101,3 +101,27 @@ def test_a_client_asking_for_event_streams_gets_one(api_client, conversation_id)
     response2 = api_client.post("/v1/chat/completions", {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
                                 format="json", HTTP_ACCEPT="text/event-stream")
     assert response2.status_code == 200 and b"data: [DONE]" in b"".join(response2.streaming_content)
+
+
+def test_a_stream_longer_than_the_lease_keeps_its_claim_on_the_reply(api_client, conversation_id, simulator, settings):
+    """While a stream runs past REPLY_LEASE_SECONDS, neither a same-key retry nor the sweeper takes its reply: the
+    claim is renewed every third of the lease. Without that, a retry made a second provider call."""
+    from conversations.services import _claim
+    from conversations.sweeper import interrupted_replies_fail
+
+    settings.REPLY_LEASE_SECONDS = 0.6
+    simulator.add_fault(provider="anthropic", fault="latency", chunk_delay_ms=150)
+    response = post_message(api_client, conversation_id, LONG, mode="stream", headers={"Idempotency-Key": "long-stream"})
+    stream = response._iterator
+    received = b""
+    while received.count(b"event: delta") < 8:  # well past the lease (8 deltas at 150 ms)
+        received += next(stream)
+    reply = Message.objects.get(role="assistant")
+    assert reply.status == "running"
+    assert interrupted_replies_fail() == 0
+    assert _claim(reply.pk) is False  # what a retry with the same key does first
+    rest = b"".join(stream)
+    assert b"event: done" in rest
+    reply.refresh_from_db()
+    assert reply.status == "completed" and UsageRecord.objects.filter(message_id=reply.pk).count() == 1
+    assert len([r for r in simulator.requests() if r["path"].endswith("/messages")]) == 1
