@@ -37,26 +37,42 @@ class PieceTokenizer:
             raise ValueError("piece vocabulary lacks its byte pieces or <s>; run scripts/train_scorer.py")
         self.bos = self.index[BOS]
         self._bytes = [self.index[f"<0x{b:02X}>"] for b in range(256)]
-        # Longest piece by first character: most characters start no multi-character piece (CJK, symbols), so a
-        # long unspaced run costs one lookup per character instead of one per possible piece length.
-        self._longest: dict[str, int] = {}
+        # Every prefix of every piece -> the piece's id if the prefix is itself a piece, else -1. The longest match
+        # at a position is found by growing the candidate one character at a time until it is no piece's prefix:
+        # a few lookups per piece cut, however long the word (random letters, base64, CJK runs without spaces).
+        self._prefixes: dict[str, int] = {}
         for piece in pieces:
-            if piece and len(piece) > self._longest.get(piece[0], 0):
-                self._longest[piece[0]] = len(piece)
+            for end in range(1, len(piece)):
+                self._prefixes.setdefault(piece[:end], -1)
+        self._prefixes.update(self.index)
+        self._char_bytes: dict[str, list[int]] = {}
 
     def word_ids(self, word: str) -> list[int]:
-        index, longest, ids, start = self.index, self._longest, [], 0
-        while start < len(word):
-            for end in range(min(len(word), start + longest.get(word[start], 0)), start, -1):
-                piece = index.get(word[start:end])
-                if piece is not None:
-                    ids.append(piece)
-                    start = end
+        prefixes, ids, start, size = self._prefixes, [], 0, len(word)
+        while start < size:
+            best, best_end, end = -1, start, start + 1
+            while end <= size:
+                piece = prefixes.get(word[start:end])
+                if piece is None:
                     break
+                if piece >= 0:
+                    best, best_end = piece, end
+                end += 1
+            if best >= 0:
+                ids.append(best)
+                start = best_end
             else:  # not in the vocabulary, not even as one character: its UTF-8 bytes
-                ids.extend(self._bytes[b] for b in word[start].encode("utf-8", "surrogatepass"))
+                ids.extend(self._byte_ids(word[start]))
                 start += 1
         return ids
+
+    def _byte_ids(self, char: str) -> list[int]:
+        known = self._char_bytes.get(char)
+        if known is None:
+            known = [self._bytes[b] for b in char.encode("utf-8", "surrogatepass")]
+            if len(self._char_bytes) < 100_000:
+                self._char_bytes[char] = known
+        return known
 
     def ids(self, text: str) -> list[int]:
         """The piece ids of `text`, after <s> (as the embeddings were trained to see it)."""

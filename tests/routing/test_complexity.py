@@ -257,27 +257,57 @@ def test_evaluate_router_counts_a_source_spelt_all_once_and_refuses_scores_that_
         call_command("evaluate_router", str(labels), "--scores", str(bad), stdout=io.StringIO(), stderr=io.StringIO())
 
 
-def test_long_unspaced_text_is_cut_into_pieces_without_trying_every_length(tmp_path: Path) -> None:
-    from routing.complexity import get_scorer
+def test_long_unspaced_text_is_cut_into_pieces_with_a_few_lookups_per_piece() -> None:
+    """Random letters, base64 or CJK without a space are one long "word": the cut grows each piece one character at a
+    time while it is still some piece's prefix, rather than trying every piece length at every character."""
+    import random
+    import string
 
-    scorer = get_scorer()
-    tokenizer = scorer._embedding.tokenizer if hasattr(scorer, "_embedding") else None
-    if tokenizer is None:
-        pytest.skip("the artefact has no embedding pair")
+    tokenizer = get_scorer()._embedding.tokenizer
+    prefixes = tokenizer._prefixes
     calls = []
-    index = tokenizer.index
 
     class Counting(dict):
         def get(self, key, default=None):
             calls.append(key)
-            return index.get(key, default)
+            return prefixes.get(key, default)
 
-    tokenizer.index = Counting()
+    rng = random.Random(3)
+    blobs = ["漢字" * 500, "".join(rng.choice(string.ascii_letters + string.digits + "+/") for _ in range(4000))]
+    tokenizer._prefixes = Counting()
     try:
-        tokenizer.word_ids("漢字" * 500)
+        cut = [tokenizer.word_ids(blob) for blob in blobs]
     finally:
-        tokenizer.index = index
-    assert len(calls) < 3 * 1_000  # a few lookups per character, not one per possible piece length
+        tokenizer._prefixes = prefixes
+    assert len(calls) < 3 * sum(len(ids) for ids in cut) + 2 * sum(len(b) for b in blobs)
+
+
+def test_the_piece_cut_is_the_longest_match_at_every_position() -> None:
+    """The cut the embedding pair was trained with: at each position the longest vocabulary piece, else the
+    character's UTF-8 bytes (checked against a brute-force search on random text)."""
+    import random
+    import string
+
+    tokenizer = get_scorer()._embedding.tokenizer
+    index, longest = tokenizer.index, max(len(p) for p in tokenizer.index)
+
+    def brute_force(word: str) -> list[int]:
+        ids, start = [], 0
+        while start < len(word):
+            end = next((e for e in range(min(len(word), start + longest), start, -1) if word[start:e] in index), None)
+            if end is None:
+                ids.extend(index[f"<0x{b:02X}>"] for b in word[start].encode("utf-8", "surrogatepass"))
+                end = start + 1
+            else:
+                ids.append(index[word[start:end]])
+            start = end
+        return ids
+
+    rng = random.Random(5)
+    alphabet = string.ascii_letters + string.digits + string.punctuation + "éüß漢字😀▁"
+    for _ in range(200):
+        word = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60)))
+        assert tokenizer.word_ids(word) == brute_force(word), word
 
 
 def _labels(tmp_path: Path) -> Path:
