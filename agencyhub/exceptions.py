@@ -26,20 +26,25 @@ _TYPES = {
 }
 
 
-def _flatten(detail: Any, prefix: str = "") -> list[str]:
+def _flatten(detail: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(field, message) for every error in a DRF error detail; field is "" for errors about the whole body."""
     if isinstance(detail, dict):
-        out: list[str] = []
+        out: list[tuple[str, str]] = []
         for key, value in detail.items():
             name = key if key != "non_field_errors" else ""
             out += _flatten(value, f"{prefix}.{name}" if prefix and name else (name or prefix))
         return out
     if isinstance(detail, list):
         return [m for item in detail for m in _flatten(item, prefix)]
-    return [f"{prefix}: {detail}" if prefix else str(detail)]
+    return [(prefix, str(detail))]
 
 
-def error_body(type: str, code: str, message: str) -> dict:
-    return {"error": {"type": type, "code": code, "message": message}}
+def error_body(type: str, code: str, message: str, param: str | None = None) -> dict:
+    """The error shape. `param`, as OpenAI names it, is the field a validation error is about (the SDKs' `e.param`)."""
+    body = {"type": type, "code": code, "message": message}
+    if param:
+        body["param"] = param
+    return {"error": body}
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -57,10 +62,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     response = exception_handler(exc, context)
     if response is None:
         return None
-    code = getattr(exc, "default_code", "error")
+    code, param = getattr(exc, "default_code", "error"), None
     if isinstance(exc, exceptions.ValidationError):
         code = "invalid_field"
-        message = "; ".join(_flatten(exc.detail))
+        errors = _flatten(exc.detail)
+        message = "; ".join(f"{field}: {text}" if field else text for field, text in errors)
+        param = next((field for field, _ in errors if field), None)
     elif isinstance(exc, exceptions.ParseError):
         code = "malformed_body"
         message = str(exc.detail)
@@ -73,5 +80,5 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
         response.status_code = status.HTTP_401_UNAUTHORIZED
         code = "invalid_api_key" if isinstance(exc, exceptions.AuthenticationFailed) else "missing_api_key"
-    response.data = error_body(_TYPES.get(response.status_code, "api_error"), code, message)
+    response.data = error_body(_TYPES.get(response.status_code, "api_error"), code, message, param)
     return response

@@ -1,6 +1,7 @@
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from agencyhub.exceptions import error_body
 
@@ -40,6 +41,7 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith(("/api/", "/v1/"))
 
 
+@csrf_exempt  # the API's catch-all: a POST to a path the API lacks is a JSON 404, not Django's CSRF page
 def not_found(request: HttpRequest, exception: Exception | None = None):
     if _is_api(request):
         return JsonResponse(error_body("not_found_error", "not_found", f"no such endpoint: {request.path}"), status=404)

@@ -284,6 +284,14 @@ def _release_db_connection() -> None:
         connection.close()
 
 
+def route_reason(plan: Plan, candidate: Candidate | None) -> str:
+    """Why the reply came from where it did: the plan's reason, and the model that answered when it was not the plan's
+    first (that one failed, or its breaker was open)."""
+    if candidate is None or not plan.candidates or candidate == plan.candidates[0]:
+        return plan.reason
+    return f"{plan.reason}; answered by fallback {candidate.model.provider.kind}:{candidate.model.model_id}"
+
+
 def _decision(plan: Plan, attempts: list) -> dict:
     return {"reason": plan.reason, **plan.details, "attempts": [a.as_dict() for a in attempts]}
 
@@ -329,7 +337,7 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     reply.finish_reason = result.finish_reason.value
     reply.latency_ms = result.latency_ms
     reply.ttft_ms = result.ttft_ms
-    reply.route_reason = plan.reason
+    reply.route_reason = route_reason(plan, candidate)
     reply.complexity_score = plan.details.get("complexity")
     reply.route_decision = {**_decision(plan, execution.attempts), "tool_calls": result.tool_calls}
     if usage.estimated:  # the provider sent no usage: billed on an estimate (providers.types.estimated_usage)
@@ -419,7 +427,7 @@ def _plan_or_fail(reply: Message, ctx: RoutingContext) -> Plan:
     try:
         return plan_route(ctx)
     except UnknownModelError as exc:
-        raise _refuse(reply, 400, "model_not_found", str(exc)) from exc
+        raise _refuse(reply, 404, "model_not_found", str(exc)) from exc  # 404, as OpenAI answers it
     except NoRouteError as exc:
         raise _refuse(reply, 503, "no_route", str(exc)) from exc
 
@@ -522,6 +530,8 @@ def reply_stream(*, reply_id, overrides: Overrides | None = None, claimed: Messa
         failed = _interrupted(reply, plan, build, outcome.current, interrupted, lease.reservation)
         yield StreamChunk(kind="error", reply=failed, error=ReplyFailed(failed, 502, "stream_interrupted", "The provider failed mid-reply."))
         return
+    if not started:  # an answer with no text (only tool calls, or empty): who answered is still announced first
+        yield StreamChunk(kind="start", candidate=outcome.execution.candidate, plan=plan, reply=reply)
     try:
         stored = _settle(reply, plan, outcome.execution, lease.reservation)
     except ReplyFailed as failed:
@@ -600,7 +610,7 @@ def _interrupted(reply: Message, plan: Plan, build: Callable[[Candidate], ChatRe
     reply.error_detail = str(interrupted)[:5000]
     reply.content = interrupted.text
     reply.route_decision = {**decision, "usage_estimated": True}
-    reply.route_reason = plan.reason
+    reply.route_reason = route_reason(plan, candidate)
     reply.completed_at = timezone.now()
     _metered(reply, candidate, record)
     reply.latency_ms = result.latency_ms or None

@@ -342,6 +342,8 @@ def _plan(ctx: RoutingContext) -> Plan:
         models = requested = resolve_model(ctx.requested_model)
         if policy:  # then the default target: the client's call is still answered while the named model fails
             models = models + target_models(policy.default_target)
+        else:  # no policy: the same fallback as `auto` without one
+            models = models + _default_chain()
         reason = f"requested model {ctx.requested_model}"
     elif policy:
         for rule in policy_rules(policy):

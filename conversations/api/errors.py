@@ -21,7 +21,8 @@ class ApiError(exceptions.APIException):
         super().__init__(detail=message, code=code)
 
 
-_TYPES = {400: "invalid_request_error", 429: "rate_limit_error", 502: "provider_error", 503: "provider_unavailable"}
+# 404 here is only `model_not_found` (a named model the client cannot use): OpenAI types it invalid_request_error.
+_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 429: "rate_limit_error", 502: "provider_error", 503: "provider_unavailable"}
 
 
 def reply_failed_error(failed: ReplyFailed) -> ApiError:

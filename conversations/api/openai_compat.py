@@ -31,7 +31,9 @@ from conversations.api.serializers import json_problem
 from conversations.api.views import idempotency_key, scoped_assistant
 from conversations.images import stored_summary
 from conversations.models import Assistant, Conversation, Message
-from conversations.services import Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream
+from conversations.services import (
+    Overrides, Posted, ReplyFailed, StreamChunk, message_post, reply_generate, reply_stream, route_reason,
+)
 from providers.models import cost_text
 
 MAX_BODY_DEPTH = 64  # tool schemas nest; nothing a client sends needs more
@@ -90,7 +92,9 @@ def parse_request(body: Any) -> tuple[Overrides, bool, bool, str]:
         tool_choice=tool_choice(body.get("tool_choice"), tools) if tools else None,
         parallel_tool_calls=parallel_tool_calls(body.get("parallel_tool_calls")) if tools else None,
     )
-    return overrides, stream, include_usage, stored_text(messages[-1])
+    # The turn stored as the user's message: the last user (or tool) message, not an assistant prefill after it.
+    turn = next((m for m in reversed(messages) if m.role in ("user", "tool")), messages[-1])
+    return overrides, stream, include_usage, stored_text(turn)
 
 
 METADATA_LIMITS = (16, 64, 512)  # pairs, key length, value length: OpenAI's limits for `metadata`
@@ -237,7 +241,8 @@ class ChatCompletions(APIView):
         if first.kind != "start":  # the reply was already done or failed: no answering model to name
             return self._stream_response(_events(posted, itertools.chain([first], chunks), include_usage))
         return self._stream_response(_events(posted, itertools.chain([first], chunks), include_usage), posted.reply,
-                                     first.candidate.model.provider.kind, first.candidate.model.model_id, first.plan.reason)
+                                     first.candidate.model.provider.kind, first.candidate.model.model_id,
+                                     route_reason(first.plan, first.candidate))
 
     @staticmethod
     def _stream_response(events: Iterator[bytes], reply: Message | None = None, provider: str = "", model: str = "",

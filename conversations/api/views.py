@@ -22,7 +22,9 @@ from conversations.api.serializers import ConversationCreateInput, FeedbackInput
 from conversations.images import parse_images, stored_whole
 from conversations.models import ApiKeyScope, Assistant, Conversation, Message, MessageRole
 from conversations.presenters import conversation_payload, message_payload
-from conversations.services import Posted, ReplyFailed, StreamChunk, conversation_start, feedback_set, message_post, reply_generate, reply_stream
+from conversations.services import (
+    Posted, ReplyFailed, StreamChunk, conversation_start, feedback_set, message_post, reply_generate, reply_stream, route_reason,
+)
 from tenants.config_cache import memo
 
 IDEMPOTENCY_HEADER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
@@ -182,7 +184,7 @@ def _sse_events(posted: Posted, first: StreamChunk, chunks: Iterator[StreamChunk
     for chunk in itertools.chain([first], chunks):
         if chunk.kind == "start":
             yield sse("start", {"model": chunk.candidate.model.model_id, "provider": chunk.candidate.model.provider.kind,
-                                "route_reason": chunk.plan.reason})
+                                "route_reason": route_reason(chunk.plan, chunk.candidate)})
         elif chunk.kind == "delta":
             yield sse("delta", {"text": chunk.text})
         elif chunk.kind == "done":

@@ -76,6 +76,18 @@ def test_the_openai_sdk_streams_with_usage(sdk, simulator):
     assert chunks[-1].choices == [] and usage.completion_tokens == len(text.split())
     reply = Message.objects.get(role="assistant")
     assert reply.status == "completed" and reply.content == text and reply.provider_kind == "openai"
+    assert reply.route_reason == "default -> Economy chain; answered by fallback openai:gpt-4o-mini"
+
+
+def test_a_named_model_that_fails_is_answered_by_the_default_and_the_headers_say_so(sdk, simulator):
+    simulator.add_fault(provider="openai", fault="unavailable")
+    raw = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "pick me"}])
+    assert raw.parse().model == "claude-haiku-4-5"
+    assert raw.headers["x-agencyhub-route-reason"] == "requested model gpt-4o-mini; answered by fallback anthropic:claude-haiku-4-5"
+    stream = sdk.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "pick me"}], stream=True)
+    assert stream.headers["x-agencyhub-route-reason"].endswith("; answered by fallback anthropic:claude-haiku-4-5")
+    assert stream.headers["x-agencyhub-model"] == "claude-haiku-4-5"
 
 
 def test_the_openai_sdk_can_name_a_catalogue_model(sdk):
@@ -84,12 +96,12 @@ def test_the_openai_sdk_can_name_a_catalogue_model(sdk):
 
 
 def test_errors_reach_the_sdk_as_its_own_exceptions(sdk, simulator):
-    with pytest.raises(openai.BadRequestError) as bad:
+    with pytest.raises(openai.NotFoundError) as bad:  # as OpenAI answers an unknown model: 404 model_not_found
         sdk.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
     assert bad.value.body["code"] == "model_not_found"
     # A catalogue model that no key of this client's can call (no OpenRouter key here) is not silently replaced
     # by the policy's default: GET /v1/models does not list it either.
-    with pytest.raises(openai.BadRequestError) as unavailable_model:
+    with pytest.raises(openai.NotFoundError) as unavailable_model:
         sdk.chat.completions.create(model="anthropic/claude-haiku-4.5", messages=[{"role": "user", "content": "x"}])
     assert unavailable_model.value.body["code"] == "model_not_found" and "not available to this client" in unavailable_model.value.body["message"]
     assert "anthropic/claude-haiku-4.5" not in {m.id for m in sdk.models.list()}
@@ -326,6 +338,7 @@ def test_bad_generation_settings_answer_400_naming_them(sdk, simulator, options,
     with pytest.raises(openai.BadRequestError) as bad:
         sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}], **options)
     assert field in bad.value.body["message"]
+    assert bad.value.param == field  # the SDK reads the field from OpenAI's `param`
     assert simulator.requests() == []
 
 
@@ -391,3 +404,27 @@ def test_tool_ids_made_elsewhere_are_mapped_for_anthropic_the_same_in_call_and_r
     assert body["messages"][1]["content"] == [
         {"type": "tool_use", "id": "functions_get_weather_0", "name": "get_weather", "input": {"city": "Oslo"}}]
     assert body["messages"][2]["content"][0]["tool_use_id"] == "functions_get_weather_0"
+
+
+def test_a_streamed_reply_that_only_calls_tools_starts_with_the_role_and_names_who_answered(sdk):
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "What is the weather in Paris?"}], tools=[WEATHER_TOOL], stream=True)
+    assert raw.headers["x-agencyhub-provider"] == "anthropic" and raw.headers["x-agencyhub-model"] == "claude-haiku-4-5"
+    assert raw.headers["x-agencyhub-message-id"] and raw.headers["x-agencyhub-conversation-id"]
+    chunks = list(raw.parse())
+    assert chunks[0].choices[0].delta.role == "assistant"
+    with sdk.chat.completions.stream(model="auto", messages=[{"role": "user", "content": "weather in Rome?"}],
+                                     tools=[WEATHER_TOOL]) as stream:
+        final = stream.get_final_completion()
+    message = final.choices[0].message
+    assert message.role == "assistant" and message.tool_calls
+    # the SDK's own accumulated message goes back in the history as it is
+    history = [{"role": "user", "content": "weather in Rome?"}, message.model_dump(exclude_none=True, exclude={"parsed"}),
+               *({"role": "tool", "tool_call_id": call.id, "content": "20 C"} for call in message.tool_calls)]
+    assert sdk.chat.completions.create(model="auto", messages=history, tools=[WEATHER_TOOL]).choices[0].finish_reason == "stop"
+
+
+def test_an_assistant_prefill_is_not_stored_as_the_users_message(sdk):
+    sdk.chat.completions.create(model="auto", messages=[
+        {"role": "user", "content": "Name a colour"}, {"role": "assistant", "content": "The colour is"}])
+    assert list(Message.objects.filter(role="user").values_list("content", flat=True)) == ["Name a colour"]

@@ -74,12 +74,13 @@ def test_a_retry_when_every_provider_was_overloaded_answers_503_again_without_in
     assert again["Retry-After"]
 
 
-def test_a_retry_of_an_unknown_model_answers_400_again(api_client, policy):
+def test_a_retry_of_an_unknown_model_answers_404_again(api_client, policy):
     body = {"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]}
     first = v1(api_client, body, headers={"Idempotency-Key": "m-1"})
     again = v1(api_client, body, headers={"Idempotency-Key": "m-1"})
-    assert first.status_code == again.status_code == 400
+    assert first.status_code == again.status_code == 404
     assert error(first)["code"] == error(again)["code"] == "model_not_found"
+    assert error(first)["type"] == "invalid_request_error"
 
 
 def test_a_retry_of_a_streamed_post_is_a_stream_of_the_stored_reply(api_client, conversation_id, simulator):

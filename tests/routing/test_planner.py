@@ -286,3 +286,12 @@ def test_a_metadata_condition_must_be_a_json_object(tenant, routed_policy, targe
     add_rule(routed_policy, targets["premium"], name="legacy", metadata_equals={"channel": "sales"})
     RoutingRule.objects.filter(name="legacy").update(metadata_equals=json.loads(value))
     assert first(plan_route(ctx(tenant, metadata={"channel": "sales"}))) == "claude-haiku-4-5"
+
+
+def test_a_named_model_without_a_policy_is_followed_by_the_default_chain(tenant, providers_on_simulator):
+    """api.md: a named model that fails at that moment is answered by the default; with no policy that is the same
+    chain `auto` gets (each provider's cheapest economy model), not nothing."""
+    plan = plan_route(ctx(tenant, requested_model="gpt-4o-mini"))
+    names = [c.model.model_id for c in plan.candidates]
+    assert names[0] == "gpt-4o-mini" and len(names) > 1
+    assert plan.reason == "requested model gpt-4o-mini"
