@@ -214,10 +214,17 @@ class InvoiceAdmin(admin.ModelAdmin):
 
     @admin.action(description="Issue (number and freeze)", permissions=["change"])
     def issue(self, request, queryset):
-        drafts = list(queryset.filter(status=InvoiceStatus.DRAFT).order_by("pk"))
+        drafts = list(queryset.filter(status=InvoiceStatus.DRAFT).select_related("tenant").order_by("pk"))
         if not drafts:
             self.message_user(request, "Nothing issued: only drafts can be issued, and none was selected.", messages.WARNING)
             return
+        # Issue what the ledger says now, not what the draft said when it was built (maybe before the month ended).
+        by_month: dict[date, list[Tenant]] = {}
+        for invoice in drafts:
+            if invoice.kind == InvoiceKind.INVOICE:
+                by_month.setdefault(invoice.period_start, []).append(invoice.tenant)
+        for month, tenants in by_month.items():
+            invoices_generate(month=month, tenants=tenants)
         issued = []
         for invoice in drafts:
             try:

@@ -211,6 +211,10 @@ def invoice_issue(*, invoice: Invoice) -> Invoice:
     if invoice.kind == InvoiceKind.INVOICE and not month_has_ended(invoice.tenant, invoice.period_start):
         # Issuing freezes the invoice: the rest of the month's usage would never be billed.
         raise InvoiceError(f"{invoice}: {invoice.period_start:%Y-%m} has not ended in {invoice.tenant.timezone}; issue it once it has")
+    if invoice.kind == InvoiceKind.INVOICE and tenant_local_date(invoice.tenant, invoice.generated_at) <= invoice.period_end:
+        # A draft built before the month ended lacks the rest of the month: issuing it would freeze it short.
+        raise InvoiceError(f"{invoice}: this draft was built on {invoice.generated_at:%Y-%m-%d %H:%M} UTC, before "
+                           f"{invoice.period_start:%Y-%m} ended in {invoice.tenant.timezone}; refresh it, then issue it")
     now = timezone.now()
     invoice.number = _next_number(timezone.localdate(now).year)
     invoice.status = InvoiceStatus.ISSUED

