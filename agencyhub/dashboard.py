@@ -17,6 +17,8 @@ by `created_at` (indexed). How each figure is computed: docs/dashboard.md.
 
 from __future__ import annotations
 
+import logging
+
 import zoneinfo
 from collections import defaultdict
 from datetime import date, datetime, timedelta
@@ -32,6 +34,7 @@ from billing.services import billed_amount
 from conversations.models import Feedback
 from providers.errors import NoPriceError
 from providers.health import circuits_not_closed, health_summary
+from providers.state import UNAVAILABLE
 from providers.models import COST_PLACES, MTOK, Credential, LLMModel, ModelPrice, ModelTier, price_in_force
 from routing.models import RoutingPolicy
 from routing.planner import model_prices, policy_rules, tier_models
@@ -45,6 +48,8 @@ ZERO = Decimal("0")
 TOKENS = F("input_tokens") + F("output_tokens") + F("cached_input_tokens") + F("cache_write_tokens")
 PROMPT_TOKENS = F("input_tokens") + F("cached_input_tokens") + F("cache_write_tokens")
 _MONEY = DecimalField(max_digits=30, decimal_places=12)
+
+log = logging.getLogger(__name__)
 
 
 def can_see_money(user) -> bool:
@@ -294,6 +299,16 @@ def credentials_needing_attention() -> list[dict]:
 
 # --------------------------------------------------------------------------------------------- everything
 
+def _breakers_or_none() -> list[dict] | None:
+    """The circuits that are not closed, or None when the shared state (Redis) cannot be reached: the dashboard is
+    most needed during an outage, so it must still render (the rest of it reads only the database)."""
+    try:
+        return circuits_not_closed()
+    except UNAVAILABLE as exc:
+        log.warning("dashboard: breaker state unavailable: %s", exc, extra={"throttle": True})
+        return None
+
+
 def dashboard(user, *, now: datetime | None = None) -> dict:
     """Everything the admin index shows to `user`. Without `billing.view_usagerecord` (superusers have it), only the
     health figures: no spend, no savings, no cost per conversation."""
@@ -302,7 +317,7 @@ def dashboard(user, *, now: datetime | None = None) -> dict:
     models = model_figures(now=now)
     data: dict = {
         "now": now, "money": money, "window_hours": int(MODEL_WINDOW.total_seconds() // 3600),
-        "breakers": circuits_not_closed(), "credentials": credentials_needing_attention(),
+        "breakers": _breakers_or_none(), "credentials": credentials_needing_attention(),
     }
     providers = provider_figures(models)
     if money:

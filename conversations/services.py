@@ -34,6 +34,7 @@ from conversations.writes import messages_insert, reply_complete_write
 from providers.errors import NoPriceError
 from providers.health import attempt_logs_write
 from providers.models import ModelTier
+from providers.state import UNAVAILABLE
 from routing.models import OverBudget
 from providers.types import ChatMessage, ChatRequest, ChatResult, FinishReason, estimate_tokens, estimated_usage, join_turns
 from routing.executor import AllCandidatesFailed, Execution, StreamInterrupted, StreamOutcome, execute, execute_stream
@@ -412,6 +413,17 @@ def _admit(reply: Message, ctx: RoutingContext, plan: Plan, prompt: Prompt) -> t
     except SpendCapReached as exc:
         raise _refuse(reply, 429, "spend_cap_reached", str(exc), decision={"reason": "spend cap reached", **plan.details},
                       retry_after=exc.retry_after) from exc
+    except UNAVAILABLE as exc:
+        # The budget counter cannot be checked (Redis unreachable): a retryable 503 in the error shape, and the reply
+        # marked failed now, not left `running` until its lease runs out (REPLY_LEASE_SECONDS). Failed as
+        # `interrupted`, like a reply stranded by a killed process: a retry with its Idempotency-Key generates it once
+        # the shared state is back.
+        log.error("tenant %s: budget not checked, shared state unavailable: %s", tenant.slug, exc, extra={"throttle": True})
+        message = "the service is briefly unavailable; retry shortly"
+        failed = _fail(reply, code=INTERRUPTED, detail=f"shared state unavailable: {exc}",
+                       decision={"reason": "shared state unavailable", **plan.details,
+                                 "answer": {"status": 503, "message": message, "retry_at": int(time.time()) + 5}})
+        raise ReplyFailed(failed, 503, "service_unavailable", message, retry_after=5) from exc
 
 
 def _spend_estimate(plan: Plan, prompt: Prompt, tenant: Tenant) -> Decimal:

@@ -114,6 +114,14 @@ class Credential(models.Model):
     def is_byok(self) -> bool:
         return self.tenant_id is not None
 
+    SANDBOX_BYOK_ERROR = ("The sandbox is the agency's offline demo provider: a client cannot bring its own sandbox key "
+                          "(its users would get canned sandbox replies, billed). Leave the client empty.")
+
+    def clean(self) -> None:
+        super().clean()
+        if self.tenant_id and self.provider_id and self.provider.kind == ProviderKind.SANDBOX:
+            raise ValidationError({"tenant": self.SANDBOX_BYOK_ERROR})
+
     @staticmethod
     def check_key(plain: str) -> None:
         """ValueError unless `plain` can be a provider key. It goes into an HTTP header: httpx2 raises at call time (a

@@ -114,7 +114,8 @@ class RoutingPolicyAdmin(admin.ModelAdmin):
             for report in failover_drill(tenant=policy.tenant, policy=policy):
                 level = messages.SUCCESS if report["status"] == "ok" else messages.ERROR
                 detail = f"answered by {report['answered_by']} in {report['latency_ms']} ms" if report["status"] == "ok" else report.get("error", "")
-                self.message_user(request, f"{policy}: {report['target']}: {report['status']} — {detail}", level)
+                via = f" (as {report['tenant']}'s assistants use it)" if report.get("tenant") else ""
+                self.message_user(request, f"{policy}{via}: {report['target']}: {report['status']} — {detail}", level)
 
 
 @admin.register(ComplexityCalibration)

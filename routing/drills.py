@@ -59,13 +59,30 @@ def drill_target(target: RoutingTarget, *, tenant: Tenant | None, allow_agency: 
     }
 
 
+def _drill_policy(policy: RoutingPolicy, tenant: Tenant | None) -> list[dict]:
+    allow_agency = agency_fallback_allowed(tenant, policy)
+    via = {"tenant": tenant.slug} if tenant is not None and policy.tenant_id is None else {}
+    return [{"policy": policy.name, **via, **drill_target(t, tenant=tenant, allow_agency=allow_agency)}
+            for t in _policy_targets(policy)]
+
+
 def failover_drill(*, tenant: Tenant | None = None, policy: RoutingPolicy | None = None) -> list[dict]:
-    """One report per chain of `policy`, else of the tenant's policy (or of the agency default policy)."""
+    """One report per chain of `policy`, else of the tenant's policy (or of the agency default policy).
+
+    Assistants' overrides are drilled as their clients' traffic sees them (their keys, their "own keys only"): with
+    `tenant`, the override policies of its active assistants too; with an agency-wide `policy`, once more for each
+    client whose active assistants use it as their override."""
+    explicit = policy is not None
     if policy is None and tenant is not None:
         policy = RoutingPolicy.objects.filter(tenant=tenant).first()
     if policy is None:
         policy = RoutingPolicy.objects.filter(is_agency_default=True).first()
-    if policy is None:
-        return []
-    allow_agency = agency_fallback_allowed(tenant, policy)
-    return [{"policy": policy.name, **drill_target(t, tenant=tenant, allow_agency=allow_agency)} for t in _policy_targets(policy)]
+    reports = _drill_policy(policy, tenant) if policy is not None else []
+    if explicit and tenant is None and policy.tenant_id is None:
+        for client in Tenant.objects.filter(assistants__routing_policy=policy, assistants__is_active=True).distinct():
+            reports += _drill_policy(policy, client)
+    elif tenant is not None and not explicit:
+        overrides = RoutingPolicy.objects.filter(assistants__tenant=tenant, assistants__is_active=True).distinct()
+        for override in overrides.exclude(pk=policy.pk if policy is not None else None):
+            reports += _drill_policy(override, tenant)
+    return reports

@@ -15,6 +15,7 @@ from billing.budget import budget_usage, seconds_until_reset
 from billing.invoicing import to_cents
 from billing.models import KeyOwnership, UsageRecord
 from billing.services import month_spend, tenant_local_date
+from providers.state import UNAVAILABLE
 from conversations.access import access_assistant
 from conversations.api.origins import check_origin
 from conversations.api.views import scoped_assistant
@@ -71,7 +72,10 @@ class UsageView(APIView):
             day["cost"] += row["cost"]
         for day in days.values():
             day["cost"] = cost_text(day["cost"])
-        used, reserved = budget_usage(tenant)
+        try:
+            used, reserved = budget_usage(tenant)
+        except UNAVAILABLE:  # Redis unreachable: the ledger figures stand; today's live counters are unknown
+            used = reserved = None
         budget = tenant.daily_token_budget
         return Response({
             "tenant": tenant.slug,
@@ -83,7 +87,7 @@ class UsageView(APIView):
                 "daily_tokens": budget,
                 "used_today": used,
                 "reserved": reserved,
-                "remaining": max(0, budget - used - reserved) if budget else None,
+                "remaining": max(0, budget - used - reserved) if budget and used is not None else None,
                 "resets_in_seconds": seconds_until_reset(tenant),
             },
             "month": {"billed": str(to_cents(month_spend(tenant))), "cap": str(tenant.monthly_spend_cap) if tenant.monthly_spend_cap is not None else None},

@@ -271,3 +271,22 @@ def test_a_renewed_reservation_stays_counted_past_the_lease(tenant, monkeypatch)
     budget_settle(reservation=renewed, tenant=tenant, tokens_used=300)
     assert budget_usage(tenant) == (300, 0)
     assert sum(int(shared_state().get(k) or 0) for k in shared_state().keys("spend:res:*")) == 0
+
+
+def test_a_budget_redis_cannot_check_answers_503_and_a_retry_with_the_key_generates_the_reply(api_client, conversation_id, tenant, settings):
+    """Reserving needs the shared state: with Redis unreachable a tenant with a daily budget gets a retryable 503 in the
+    error shape (never a 500), the reply is not left `running` for its lease, and a retry with the same
+    Idempotency-Key once Redis is back generates it."""
+    tenant.daily_token_budget = 1_000_000
+    tenant.save()
+    redis_url = settings.REDIS_URL
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    response = post_message(api_client, conversation_id, "Hello while Redis is down", headers={"Idempotency-Key": "k-503"})
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "service_unavailable" and int(response["Retry-After"]) > 0
+    assert Message.objects.get(role="assistant").status == "failed"
+    assert api_client.get("/api/v1/usage").status_code == 200  # the ledger figures; today's counters unknown
+    settings.REDIS_URL = redis_url
+    response = post_message(api_client, conversation_id, "Hello while Redis is down", headers={"Idempotency-Key": "k-503"})
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == "completed"

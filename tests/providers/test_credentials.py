@@ -157,3 +157,18 @@ def test_set_credential_refuses_a_blank_label(db, keys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(PLAIN + "\n"))
     with pytest.raises(CommandError, match="--label"):
         call_command("set_credential", "openai", "--label", " ", stdout=io.StringIO())
+
+
+def test_a_client_cannot_bring_its_own_sandbox_key(db, monkeypatch):
+    """The sandbox answers canned text: as a client's own key it would answer (and bill) that client's real users.
+    Refused by the command and by the admin's form (Credential.clean)."""
+    client = Tenant.objects.create(slug="sandboxed", name="Sandboxed")
+    monkeypatch.setenv("SANDBOX_KEY", "sk-x")
+    with pytest.raises(CommandError, match="sandbox"):
+        call_command("set_credential", "sandbox", "--tenant", client.slug, "--from-env", "SANDBOX_KEY", stdout=io.StringIO())
+    from django.core.exceptions import ValidationError
+    from providers.models import Provider
+    provider, _ = Provider.objects.get_or_create(kind="sandbox")
+    with pytest.raises(ValidationError, match="sandbox"):
+        Credential(provider=provider, tenant=client, label="own").clean()
+    credential_set(kind="sandbox", key="sk-x")  # the agency's own, for the demo: still fine

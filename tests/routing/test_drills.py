@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from providers.models import AttemptLog
 from routing.drills import failover_drill
 from routing.models import RoutingPolicy, RoutingTarget
-from tests.chat_fixtures import model
+from tests.chat_fixtures import chain_target, model
 
 
 def test_a_drill_skips_the_primary_and_the_backup_answers(tenant, policy):
@@ -103,3 +103,18 @@ def test_a_clients_own_key_is_probed_only_for_its_own_policy(tenant, policy, set
     assert (theirs.pk, "gpt-4.1") in probed and (theirs.pk, "gpt-4o-mini") not in probed  # acme's policy model
     agency = {m for pk, m in probed if pk != theirs.pk}
     assert {"gpt-4.1", "gpt-4o-mini"} <= agency
+
+
+def test_an_assistant_override_is_drilled_as_its_client_s_traffic_sees_it(tenant, providers_on_simulator):
+    """An agency-wide policy an assistant uses as its override, with "own keys only": the client's calls never reach
+    an agency key, so a drill that answered through one would promise a backup real traffic does not have."""
+    from conversations.models import Assistant
+    from providers.services import credential_set
+
+    credential_set(kind="anthropic", key="sk-own-anthropic", label="own", tenant=tenant)
+    own_only = RoutingPolicy.objects.create(name="Own keys only", allow_agency_fallback=False,
+                                            default_target=chain_target("Haiku chain", [("anthropic", "claude-haiku-4-5"), ("openai", "gpt-4o-mini")]))
+    Assistant.objects.create(tenant=tenant, name="Support", slug="support", routing_policy=own_only)
+    as_client = [r for r in failover_drill(policy=own_only) if r.get("tenant") == tenant.slug]
+    assert [r["status"] for r in as_client] == ["failed"] and "no backup" in as_client[0]["error"]
+    assert [r["status"] for r in failover_drill(tenant=tenant) if r["policy"] == "Own keys only"] == ["failed"]

@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.budget import budget_rebuild
+from providers.state import UNAVAILABLE
 from tenants.models import Tenant
 
 
@@ -18,5 +19,8 @@ class Command(BaseCommand):
             tenants = tenants.filter(slug=tenant)
             if not tenants.exists():
                 raise CommandError(f"no tenant {tenant!r} with a daily budget")
-        report = {t.slug: budget_rebuild(tenant=t) for t in tenants.iterator()}
+        try:
+            report = {t.slug: budget_rebuild(tenant=t) for t in tenants.iterator()}
+        except UNAVAILABLE as exc:
+            raise CommandError(f"the shared state (REDIS_URL) cannot be reached: {exc}; run this again once it is back") from None
         self.stdout.write(json.dumps({"used_today": report}))

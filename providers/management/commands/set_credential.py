@@ -5,7 +5,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from providers.models import ProviderKind
+from providers.models import Credential, ProviderKind
 from providers.services import credential_set
 from tenants.models import Tenant
 
@@ -47,6 +47,8 @@ class Command(BaseCommand):
             owner = Tenant.objects.filter(slug=tenant).first()
             if owner is None:
                 raise CommandError(f"no tenant with slug {tenant!r}")
+            if kind == ProviderKind.SANDBOX:
+                raise CommandError(Credential.SANDBOX_BYOK_ERROR)
         try:
             credential = credential_set(kind=kind, key=key, label=label, tenant=owner)
         except ValueError as exc:
