@@ -30,7 +30,6 @@ from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 
 from billing.models import KeyOwnership, UsageRecord
-from billing.services import billed_amount
 from conversations.models import Feedback
 from providers.errors import NoPriceError
 from providers.health import circuits_not_closed, health_summary
@@ -138,7 +137,7 @@ def tenant_spend(*, now: datetime | None = None, reference_price: ModelPrice | N
     tenants are sorted by this month's billed amount, highest first."""
     now = now or timezone.now()
     tenants = list(Tenant.objects.filter(is_active=True).values(
-        "id", "name", "slug", "timezone", "daily_token_budget", "monthly_spend_cap", "markup_percent", "byok_fee_percent",
+        "id", "name", "slug", "timezone", "daily_token_budget", "monthly_spend_cap",
     ))
     by_day: dict[date, list[int]] = defaultdict(list)
     today_of: dict[int, date] = {}
@@ -157,6 +156,7 @@ def tenant_spend(*, now: datetime | None = None, reference_price: ModelPrice | N
                 calls_today=Count("id", filter=on_day), calls_month=Count("id"),
                 tokens_today=Sum(TOKENS, filter=on_day), tokens_month=Sum(TOKENS),
                 cost_today=Sum("cost", filter=on_day), cost_month=Sum("cost"),
+                billed_today=Sum("billed", filter=on_day), billed_month=Sum("billed"),
                 ref_today=Sum(reference, filter=on_day), ref_month=Sum(reference),
             )
             .order_by()
@@ -172,12 +172,8 @@ def tenant_spend(*, now: datetime | None = None, reference_price: ModelPrice | N
         def total(key: str, agency=agency, byok=byok):
             return (agency.get(key) or 0) + (byok.get(key) or 0)
 
-        def billed(key: str, agency=agency, byok=byok, t=t) -> Decimal:
-            return billed_amount(agency_cost=agency.get(key) or ZERO, byok_cost=byok.get(key) or ZERO,
-                                 markup_percent=t["markup_percent"], byok_fee_percent=t["byok_fee_percent"])
-
         tokens_today, budget, cap = int(total("tokens_today")), t["daily_token_budget"], t["monthly_spend_cap"]
-        billed_today, billed_month = billed("cost_today"), billed("cost_month")
+        billed_today, billed_month = Decimal(total("billed_today")), Decimal(total("billed_month"))
         cost_today, cost_month = _cost(total("cost_today")), _cost(total("cost_month"))
         premium_today, premium_month = _cost(total("ref_today") / MTOK), _cost(total("ref_month") / MTOK)
         out.append({

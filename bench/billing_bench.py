@@ -48,7 +48,8 @@ MODELS = [  # (provider kind, model id): priced in the catalogue
 ]
 
 LEDGER_SQL = """
-WITH t AS (SELECT array_agg(id ORDER BY id) AS ids FROM tenants_tenant),
+WITH t AS (SELECT array_agg(id ORDER BY id) AS ids, array_agg(markup_percent ORDER BY id) AS markups,
+                  array_agg(byok_fee_percent ORDER BY id) AS fees FROM tenants_tenant),
      m AS (SELECT array_agg(m.id ORDER BY m.id) AS ids, array_agg(p.id ORDER BY m.id) AS prices,
                   array_agg(pr.kind ORDER BY m.id) AS kinds, array_agg(m.model_id ORDER BY m.id) AS names,
                   array_agg(p.input_per_mtok ORDER BY m.id) AS input_rates,
@@ -59,14 +60,19 @@ WITH t AS (SELECT array_agg(id ORDER BY id) AS ids FROM tenants_tenant),
      g AS (SELECT n, 1 + n %% cardinality(t.ids) AS ti, 1 + (n / 7) %% cardinality(m.ids) AS mi,
                   100 + (n * 37) %% 4000 AS input_tokens, 20 + (n * 53) %% 800 AS output_tokens,
                   %(month)s::timestamptz + make_interval(secs => (n * 2654435761) %% (%(days)s * 86400)) AS at
-           FROM generate_series(1, %(rows)s) AS n, t, m)
+           FROM generate_series(1, %(rows)s) AS n, t, m),
+     c AS (SELECT g.*, g.n %% 5 = 0 AS byok,
+                  CAST((g.input_tokens * m.input_rates[g.mi] + g.output_tokens * m.output_rates[g.mi]) / 1000000 AS DECIMAL(18, 8)) AS cost
+           FROM g, m)
 INSERT INTO billing_usagerecord (tenant_id, provider_kind, model_id, model_name, ownership, input_tokens, output_tokens,
-    cached_input_tokens, cache_write_tokens, reasoning_tokens, price_id, cost, latency_ms, request_id, created_at, local_date)
-SELECT t.ids[g.ti], m.kinds[g.mi], m.ids[g.mi], m.names[g.mi], CASE WHEN g.n %% 5 = 0 THEN 'byok' ELSE 'agency' END,
-       g.input_tokens, g.output_tokens, 0, 0, 0, m.prices[g.mi],
-       CAST((g.input_tokens * m.input_rates[g.mi] + g.output_tokens * m.output_rates[g.mi]) / 1000000 AS DECIMAL(18, 8)),
-       300, '', g.at, CAST(g.at AT TIME ZONE 'UTC' AS date)
-FROM g, t, m
+    cached_input_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, price_id, cost, billed_percent, billed,
+    usage_estimated, latency_ms, request_id, created_at, local_date)
+SELECT t.ids[c.ti], m.kinds[c.mi], m.ids[c.mi], m.names[c.mi], CASE WHEN c.byok THEN 'byok' ELSE 'agency' END,
+       c.input_tokens, c.output_tokens, 0, 0, 0, 0, m.prices[c.mi], c.cost,
+       CASE WHEN c.byok THEN t.fees[c.ti] ELSE t.markups[c.ti] END,
+       CAST(c.cost * CASE WHEN c.byok THEN t.fees[c.ti] / 100 ELSE 1 + t.markups[c.ti] / 100 END AS DECIMAL(18, 8)),
+       false, 300, '', c.at, CAST(c.at AT TIME ZONE 'UTC' AS date)
+FROM c, t, m
 """
 
 

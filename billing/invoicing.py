@@ -33,13 +33,14 @@ from billing.models import (
     UsageRecord,
 )
 from billing.rollup import rollup_usage
-from billing.services import billed_amount, tenant_local_date
+from billing.services import tenant_local_date
 from tenants.models import Tenant
 
 CENT = Decimal("0.01")
 FIRST_YEAR = 2000  # no month before this one is invoiced (an empty invoice for year 1 would take a number)
 NUMBER_PREFIX = "AH"
-SUM_FIELDS = ("calls", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "provider_cost")
+SUM_FIELDS = ("calls", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+              "reasoning_tokens", "provider_cost")
 
 Progress = Callable[[int, int, Invoice], None]
 
@@ -96,25 +97,29 @@ class _LineData:
     provider_kind: str
     model_id: int
     model_name: str
+    billed_percent: Decimal
+    billed: Decimal
     sums: dict[str, int | Decimal]
 
 
 def _month_lines(start: date, end: date, tenant_ids: Iterable[int] | None = None) -> dict[int, list[_LineData]]:
-    """The month's roll-ups summed per tenant x ownership x provider x model: one GROUP BY query for all tenants."""
+    """The month's roll-ups summed per tenant x ownership x provider x model x rate: one GROUP BY query for all
+    tenants."""
     rows = DailyUsage.objects.filter(day__gte=start, day__lte=end)
     if tenant_ids is not None:
         rows = rows.filter(tenant_id__in=list(tenant_ids))
     rows = (
-        rows.values("tenant_id", "ownership", "provider_kind", "model_id", "model__display_name")
-        .annotate(**{field: Sum(field) for field in SUM_FIELDS})
-        .order_by("tenant_id", "ownership", "provider_kind", "model__display_name")
+        rows.values("tenant_id", "ownership", "provider_kind", "model_id", "model__display_name", "billed_percent")
+        .annotate(billed=Sum("billed_amount"), **{field: Sum(field) for field in SUM_FIELDS})
+        .order_by("tenant_id", "ownership", "provider_kind", "model__display_name", "billed_percent")
     )
     lines: dict[int, list[_LineData]] = {}
     for row in rows:
         section = InvoiceSection.BYOK if row["ownership"] == KeyOwnership.BYOK else InvoiceSection.USAGE
         lines.setdefault(row["tenant_id"], []).append(_LineData(
             section=section, provider_kind=row["provider_kind"], model_id=row["model_id"],
-            model_name=row["model__display_name"], sums={field: row[field] for field in SUM_FIELDS},
+            model_name=row["model__display_name"], billed_percent=row["billed_percent"], billed=row["billed"],
+            sums={field: row[field] for field in SUM_FIELDS},
         ))
     return lines
 
@@ -137,16 +142,10 @@ def _invoice_build(tenant: Tenant, start: date, end: date, lines: list[_LineData
 
     new_lines = []
     for line in lines:
-        byok = line.section == InvoiceSection.BYOK
-        provider_cost = line.sums["provider_cost"] or Decimal("0")
-        amount = billed_amount(
-            agency_cost=Decimal("0") if byok else provider_cost, byok_cost=provider_cost if byok else Decimal("0"),
-            markup_percent=tenant.markup_percent, byok_fee_percent=tenant.byok_fee_percent,
-        )
         new_lines.append(InvoiceLine(
             section=line.section, provider_kind=line.provider_kind, model_id=line.model_id, model_name=line.model_name,
-            markup_percent=tenant.byok_fee_percent if byok else tenant.markup_percent, amount=to_cents(amount),
-            **{**line.sums, "provider_cost": provider_cost},
+            markup_percent=line.billed_percent, amount=to_cents(line.billed or Decimal("0")),
+            **{**line.sums, "provider_cost": line.sums["provider_cost"] or Decimal("0")},
         ))
     invoice.provider_cost = sum((line.provider_cost for line in new_lines), Decimal("0.00000000"))
     invoice.subtotal = sum((line.amount for line in new_lines), Decimal("0.00"))
@@ -245,7 +244,8 @@ def credit_note_create(*, invoice: Invoice, reason: str) -> Invoice:
             invoice=note, section=line.section, provider_kind=line.provider_kind, model_id=line.model_id,
             model_name=line.model_name, calls=-line.calls, input_tokens=-line.input_tokens,
             output_tokens=-line.output_tokens, cached_input_tokens=-line.cached_input_tokens,
-            cache_write_tokens=-line.cache_write_tokens, reasoning_tokens=-line.reasoning_tokens,
+            cache_write_tokens=-line.cache_write_tokens, cache_write_1h_tokens=-line.cache_write_1h_tokens,
+            reasoning_tokens=-line.reasoning_tokens,
             provider_cost=-line.provider_cost, markup_percent=line.markup_percent, amount=-line.amount,
         )
         for line in invoice.lines.all()
@@ -254,6 +254,20 @@ def credit_note_create(*, invoice: Invoice, reason: str) -> Invoice:
     invoice.status = InvoiceStatus.VOID
     invoice.save(update_fields=["status"])
     return note
+
+
+@transaction.atomic
+def usage_reprice(*, tenant: Tenant, month: date) -> int:
+    """Bill the month's usage at the client's current rates (markup, BYOK fee), to correct a month billed at a wrong
+    rate once its invoice was cancelled by a credit note. Every ledger row keeps the rates in force when its call was
+    made, so changing a rate never reprices the past by itself. Refused while the month has an issued invoice: what was
+    issued keeps matching the ledger. Returns how many rows were repriced."""
+    start, end = month_bounds(month)
+    tenant = Tenant.objects.select_for_update(no_key=True).get(pk=tenant.pk)  # no invoice is built meanwhile
+    if Invoice.objects.filter(tenant=tenant, kind=InvoiceKind.INVOICE, period_start=start, status=InvoiceStatus.ISSUED).exists():
+        raise InvoiceError(f"{tenant.slug} has an issued invoice for {start:%Y-%m}: cancel it with a credit note first")
+    return UsageRecord.objects.filter(tenant=tenant, local_date__gte=start, local_date__lte=end).reprice(
+        markup_percent=tenant.markup_percent, byok_fee_percent=tenant.byok_fee_percent)
 
 
 def invoice_for_download(*, pk: int) -> Invoice:

@@ -17,6 +17,16 @@ class UsageRecordQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise AppendOnlyError("UsageRecord rows are never updated")
 
+    def reprice(self, *, markup_percent: Decimal, byok_fee_percent: Decimal) -> int:
+        """Bill these rows at other rates: the one change the ledger allows, and only through
+        billing.invoicing.usage_reprice (a month with no issued invoice). Tokens and cost never change."""
+        money = models.DecimalField(max_digits=18, decimal_places=8)
+        agency = super(UsageRecordQuerySet, self.filter(ownership=KeyOwnership.AGENCY)).update(
+            billed_percent=markup_percent, billed=models.ExpressionWrapper(models.F("cost") * (1 + markup_percent / 100), output_field=money))
+        byok = super(UsageRecordQuerySet, self.filter(ownership=KeyOwnership.BYOK)).update(
+            billed_percent=byok_fee_percent, billed=models.ExpressionWrapper(models.F("cost") * (byok_fee_percent / 100), output_field=money))
+        return agency + byok
+
     def delete(self):
         raise AppendOnlyError("UsageRecord rows are never deleted")
 
@@ -45,6 +55,15 @@ class UsageRecord(models.Model):
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
     price = models.ForeignKey("providers.ModelPrice", on_delete=models.PROTECT, related_name="+")
     cost = models.DecimalField(max_digits=18, decimal_places=8, help_text="At the list price in force, USD.")
+    billed_percent = models.DecimalField(
+        max_digits=6, decimal_places=2, default=Decimal("0"),
+        help_text="The client's rate when the call was made: on agency keys its markup, on its own keys (BYOK) its "
+        "platform fee, as % of cost. A later change of the client's rates never reprices this call.",
+    )
+    billed = models.DecimalField(
+        max_digits=18, decimal_places=8, default=Decimal("0"),
+        help_text="What the client is billed for this call, USD, unrounded: cost plus markup, or the BYOK fee.",
+    )
     provider_reported_cost = models.DecimalField(max_digits=18, decimal_places=8, null=True, blank=True)
     usage_estimated = models.BooleanField(
         default=False, help_text="The provider reported no usage (a stream without it, or broken mid-reply): the token "
@@ -118,18 +137,25 @@ class DailyUsage(models.Model):
     output_tokens = models.PositiveBigIntegerField(default=0)
     cached_input_tokens = models.PositiveBigIntegerField(default=0)
     cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_1h_tokens = models.PositiveBigIntegerField(default=0, help_text="Of the cache writes, those cached for an hour.")
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
     provider_cost = models.DecimalField(max_digits=18, decimal_places=8, default=Decimal("0"))
+    billed_percent = models.DecimalField(
+        max_digits=6, decimal_places=2, default=Decimal("0"),
+        help_text="The rate the calls were billed at (markup, or BYOK fee, % of cost): a change of rate starts a new row.",
+    )
     billed_amount = models.DecimalField(
         max_digits=18, decimal_places=8, default=Decimal("0"),
-        help_text="Agency keys: provider cost plus the tenant's markup. BYOK: the platform fee only.",
+        help_text="Agency keys: provider cost plus the tenant's markup. BYOK: the platform fee only. At the rates in force "
+        "when each call was made.",
     )
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "daily usage"
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "day", "provider_kind", "model", "ownership"], name="uniq_daily_usage"),
+            models.UniqueConstraint(fields=["tenant", "day", "provider_kind", "model", "ownership", "billed_percent"],
+                                    name="uniq_daily_usage"),
         ]
         indexes = [models.Index(fields=["day"], name="daily_usage_day")]
 
@@ -311,11 +337,13 @@ class InvoiceLine(models.Model):
     output_tokens = models.BigIntegerField(default=0)
     cached_input_tokens = models.BigIntegerField(default=0)
     cache_write_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0, help_text="Of the cache writes, those cached for an hour.")
     reasoning_tokens = models.BigIntegerField(default=0)
     provider_cost = models.DecimalField(max_digits=18, decimal_places=8, help_text="List cost, unrounded (USD).")
     markup_percent = models.DecimalField(
         max_digits=6, decimal_places=2,
-        help_text="Usage: the tenant's markup on provider cost. BYOK: the platform fee as % of provider cost.",
+        help_text="Usage: the tenant's markup on provider cost. BYOK: the platform fee as % of provider cost. The rate in "
+        "force when the calls were made: a month with a change of rate has a line for each rate.",
     )
     amount = models.DecimalField(max_digits=14, decimal_places=2, help_text="What is charged, rounded half-up to the cent.")
 

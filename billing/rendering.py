@@ -17,8 +17,8 @@ logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
 
 CSV_COLUMNS = [
     "invoice_number", "kind", "status", "tenant", "period_start", "period_end", "section", "provider", "model",
-    "calls", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
-    "provider_cost", "markup_percent", "amount", "currency",
+    "calls", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+    "reasoning_tokens", "provider_cost", "markup_percent", "amount", "currency",
 ]
 
 
@@ -73,8 +73,10 @@ def invoice_csv(invoice: Invoice) -> str:
     for line in invoice.lines.all():
         writer.writerow(head + [
             line.section, line.provider_kind, _text(line.model_name), line.calls, line.input_tokens, line.output_tokens,
-            line.cached_input_tokens, line.cache_write_tokens, line.reasoning_tokens, _plain(line.provider_cost),
-            _plain(line.markup_percent), _plain(line.amount), invoice.currency,
+            line.cached_input_tokens, line.cache_write_tokens, line.cache_write_1h_tokens, line.reasoning_tokens,
+            _plain(line.provider_cost), _plain(line.markup_percent), _plain(line.amount), invoice.currency,
         ])
-    writer.writerow(head + ["total", "", "", "", "", "", "", "", "", _plain(invoice.provider_cost), "", _plain(invoice.total), invoice.currency])
+    total = dict.fromkeys(CSV_COLUMNS, "") | dict(zip(CSV_COLUMNS, head)) | {
+        "section": "total", "provider_cost": _plain(invoice.provider_cost), "amount": _plain(invoice.total), "currency": invoice.currency}
+    writer.writerow(total.values())
     return out.getvalue()

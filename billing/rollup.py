@@ -14,29 +14,19 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.models import DailyUsage, UsageRecord
-from tenants.models import Tenant
 
-# The ledger is aggregated first, then joined to the tenants (one markup lookup per group, not per row).
-# Billed amount: agency keys pay provider cost + markup; BYOK pays only the platform fee on list cost.
+# Billed amount: every ledger row carries what it is billed (agency keys: cost + markup; BYOK: the platform fee), at
+# the client's rates when the call was made; a day with a change of rate gets a row per rate.
 ROLLUP_SQL = """
-INSERT INTO {daily} (tenant_id, day, provider_kind, model_id, ownership, calls,
-                     input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, reasoning_tokens,
-                     provider_cost, billed_amount, computed_at)
-SELECT g.tenant_id, g.local_date, g.provider_kind, g.model_id, g.ownership, g.calls,
-       g.input_tokens, g.output_tokens, g.cached_input_tokens, g.cache_write_tokens, g.reasoning_tokens,
-       g.cost,
-       CAST(g.cost * CASE WHEN g.ownership = 'agency' THEN 1 + t.markup_percent / 100 ELSE t.byok_fee_percent / 100 END
-            AS DECIMAL(18, 8)),
-       %s
-FROM (
-    SELECT u.tenant_id, u.local_date, u.provider_kind, u.model_id, u.ownership, COUNT(*) AS calls,
-           SUM(u.input_tokens) AS input_tokens, SUM(u.output_tokens) AS output_tokens,
-           SUM(u.cached_input_tokens) AS cached_input_tokens, SUM(u.cache_write_tokens) AS cache_write_tokens,
-           SUM(u.reasoning_tokens) AS reasoning_tokens, SUM(u.cost) AS cost
-    FROM {ledger} u
-    WHERE u.local_date >= %s AND u.local_date <= %s {only_tenants}
-    GROUP BY u.tenant_id, u.local_date, u.provider_kind, u.model_id, u.ownership
-) g JOIN {tenant} t ON t.id = g.tenant_id
+INSERT INTO {daily} (tenant_id, day, provider_kind, model_id, ownership, billed_percent, calls,
+                     input_tokens, output_tokens, cached_input_tokens, cache_write_tokens, cache_write_1h_tokens,
+                     reasoning_tokens, provider_cost, billed_amount, computed_at)
+SELECT u.tenant_id, u.local_date, u.provider_kind, u.model_id, u.ownership, u.billed_percent, COUNT(*),
+       SUM(u.input_tokens), SUM(u.output_tokens), SUM(u.cached_input_tokens), SUM(u.cache_write_tokens),
+       SUM(u.cache_write_1h_tokens), SUM(u.reasoning_tokens), SUM(u.cost), SUM(u.billed), %s
+FROM {ledger} u
+WHERE u.local_date >= %s AND u.local_date <= %s {only_tenants}
+GROUP BY u.tenant_id, u.local_date, u.provider_kind, u.model_id, u.ownership, u.billed_percent
 """
 # Enough memory for the month's groups to be hashed in one pass (PostgreSQL's default, 4 MB, makes it sort a
 # month's ledger instead). Local to the roll-up's transaction.
@@ -50,7 +40,7 @@ def rollup_usage(*, start: date, end: date | None = None, tenant_ids: Iterable[i
     end = end or start
     ids = sorted(set(tenant_ids)) if tenant_ids is not None else None
     sql = ROLLUP_SQL.format(
-        daily=DailyUsage._meta.db_table, ledger=UsageRecord._meta.db_table, tenant=Tenant._meta.db_table,
+        daily=DailyUsage._meta.db_table, ledger=UsageRecord._meta.db_table,
         only_tenants="" if ids is None else "AND u.tenant_id IN ({})".format(", ".join(["%s"] * len(ids)) or "NULL"),
     )
     stale = DailyUsage.objects.filter(day__gte=start, day__lte=end)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from billing.models import KeyOwnership, UsageRecord
 from providers.metrics import metrics_usage_record
 from providers.errors import NoPriceError
-from providers.models import MTOK, Credential, LLMModel, ModelPrice, price_for, price_in_force
+from providers.models import COST_PLACES, MTOK, Credential, LLMModel, ModelPrice, price_for, price_in_force
 from providers.types import ChatResult
 from tenants.models import Tenant
 
@@ -36,6 +36,8 @@ def usage_record_build(
     at = at or timezone.now()
     price = price_for(model, at) if prices is None else price_in_force(model, prices, at)
     usage = result.usage
+    byok = credential is not None and credential.is_byok
+    cost = price.cost(usage)
     return UsageRecord(
         tenant=tenant,
         conversation_id=conversation_id,
@@ -44,7 +46,7 @@ def usage_record_build(
         model=model,
         model_name=result.model or model.model_id,
         credential=credential,
-        ownership=KeyOwnership.BYOK if credential is not None and credential.is_byok else KeyOwnership.AGENCY,
+        ownership=KeyOwnership.BYOK if byok else KeyOwnership.AGENCY,
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         cached_input_tokens=usage.cached_input_tokens,
@@ -52,7 +54,11 @@ def usage_record_build(
         cache_write_1h_tokens=usage.cache_write_1h_tokens,
         reasoning_tokens=usage.reasoning_tokens,
         price=price,
-        cost=price.cost(usage),
+        cost=cost,
+        # The client's rates now, fixed on the row: changing them later never reprices this call.
+        billed_percent=tenant.byok_fee_percent if byok else tenant.markup_percent,
+        billed=billed_amount(agency_cost=Decimal("0") if byok else cost, byok_cost=cost if byok else Decimal("0"),
+                             markup_percent=tenant.markup_percent, byok_fee_percent=tenant.byok_fee_percent).quantize(COST_PLACES),
         provider_reported_cost=result.provider_cost,
         usage_estimated=usage.estimated,
         latency_ms=result.latency_ms,
@@ -132,11 +138,8 @@ def billed_estimate(*, tenant: Tenant, model: LLMModel, byok: bool, prices: Iter
 
 
 def month_spend(tenant: Tenant) -> Decimal:
-    """What the tenant is billed this month so far (agency-key usage with its markup, BYOK platform fee)."""
+    """What the tenant is billed this month so far (agency-key usage with its markup, BYOK platform fee), at the rates
+    in force when each call was made."""
     today = tenant_local_date(tenant, timezone.now())
     rows = UsageRecord.objects.filter(tenant=tenant, local_date__gte=today.replace(day=1), local_date__lte=today)
-    totals = {r["ownership"]: r["cost"] or Decimal("0") for r in rows.values("ownership").annotate(cost=Sum("cost"))}
-    return billed_amount(
-        agency_cost=totals.get(KeyOwnership.AGENCY, Decimal("0")), byok_cost=totals.get(KeyOwnership.BYOK, Decimal("0")),
-        markup_percent=tenant.markup_percent, byok_fee_percent=tenant.byok_fee_percent,
-    )
+    return rows.aggregate(billed=Sum("billed"))["billed"] or Decimal("0")

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from billing.budget import budget_usage, seconds_until_reset
 from billing.invoicing import to_cents
-from billing.models import KeyOwnership, UsageRecord
+from billing.models import UsageRecord
 from billing.services import month_spend, tenant_local_date
 from providers.state import UNAVAILABLE
 from conversations.access import access_assistant
@@ -22,11 +22,6 @@ from conversations.api.views import scoped_assistant
 from providers.models import cost_text
 
 MAX_DAYS = 366
-
-
-def _billed(cost: Decimal, ownership: str, tenant) -> str:
-    factor = (1 + tenant.markup_percent / 100) if ownership == KeyOwnership.AGENCY else tenant.byok_fee_percent / 100
-    return cost_text(cost * factor)
 
 
 class UsageView(APIView):
@@ -53,7 +48,7 @@ class UsageView(APIView):
             .annotate(
                 calls=Count("id"), input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"),
                 cached_input_tokens=Sum("cached_input_tokens"), cache_write_tokens=Sum("cache_write_tokens"),
-                reasoning_tokens=Sum("reasoning_tokens"), cost=Sum("cost"),
+                reasoning_tokens=Sum("reasoning_tokens"), cost=Sum("cost"), billed=Sum("billed"),
             )
             .order_by("local_date", "provider_kind", "model_name")
         )
@@ -66,7 +61,7 @@ class UsageView(APIView):
                 "input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
                 "cached_input_tokens": row["cached_input_tokens"], "cache_write_tokens": row["cache_write_tokens"],
                 "reasoning_tokens": row["reasoning_tokens"], "total_tokens": tokens,
-                "cost": cost_text(row["cost"]), "billed": _billed(row["cost"], row["ownership"], tenant),
+                "cost": cost_text(row["cost"]), "billed": cost_text(row["billed"]),
             })
             day["total_tokens"] += tokens
             day["cost"] += row["cost"]

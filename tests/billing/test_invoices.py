@@ -14,7 +14,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from pypdf import PdfReader
 
-from billing.invoicing import InvoiceError, credit_note_create, invoice_generate, invoice_issue, invoices_generate
+from billing.invoicing import InvoiceError, credit_note_create, invoice_generate, invoice_issue, invoices_generate, usage_reprice
 from billing.models import (
     DailyUsage,
     Invoice,
@@ -28,7 +28,7 @@ from billing.models import (
 from billing.rendering import invoice_csv, invoice_html, invoice_pdf
 from billing.services import usage_record_append, usage_record_build
 from billing.tasks import generate_monthly_invoices
-from providers.models import ModelPrice
+from providers.models import Credential, ModelPrice
 from providers.services import credential_set
 from providers.types import ChatResult, FinishReason, Usage
 from tenants.services import api_key_issue, tenant_create
@@ -122,7 +122,12 @@ def test_it_shows_byok_usage_apart_and_charges_only_the_platform_fee(acme_month,
     acme_month.byok_fee_percent = Decimal("0")
     acme_month.save()
     [byok] = invoice_generate(tenant=acme_month, month=NOVEMBER).lines.filter(section=InvoiceSection.BYOK)
-    assert byok.amount == Decimal("0.00") and byok.provider_cost > 0
+    assert byok.amount == cents(billed), "a change of fee never reprices calls already made"
+    byok_key = Credential.objects.get(tenant=acme_month)
+    call(acme_month, models["haiku"], nov(30, 20), credential=byok_key, n=3)
+    lines = invoice_generate(tenant=acme_month, month=NOVEMBER).lines.filter(section=InvoiceSection.BYOK).order_by("markup_percent")
+    assert [(line.markup_percent, line.calls) for line in lines] == [(Decimal("0"), 1), (Decimal("5"), 4)]
+    assert lines[0].amount == Decimal("0.00") and lines[0].provider_cost > 0
 
 
 def test_invoice_totals_equal_the_rollups(acme_month, models):
@@ -297,6 +302,8 @@ def test_a_credit_note_cancels_an_issued_invoice_and_the_month_can_be_reissued(a
 
     acme_month.markup_percent = Decimal("10")
     acme_month.save()
+    assert invoice_generate(tenant=acme_month, month=NOVEMBER).total == invoice.total  # rates are fixed per call ...
+    assert usage_reprice(tenant=acme_month, month=NOVEMBER) == 12  # ... until finance reprices the cancelled month
     corrected = invoice_issue(invoice=invoice_generate(tenant=acme_month, month=NOVEMBER))
     assert corrected.pk not in (invoice.pk, note.pk)
     assert corrected.total < invoice.total
@@ -589,3 +596,34 @@ def test_finance_generates_and_issues_invoices_in_the_admin(client, finance_user
     draft = Invoice.objects.get(tenant=acme_month)
     client.post("/admin/billing/invoice/", {"action": "issue", "_selected_action": [draft.pk]})
     assert Invoice.objects.get(pk=draft.pk).status == InvoiceStatus.ISSUED
+
+
+def test_a_change_of_markup_bills_the_calls_made_after_it_and_never_reprices_the_past(acme, models):
+    first = call(acme, models["mini"], nov(3))
+    acme.markup_percent = Decimal("50")
+    acme.save()
+    second = call(acme, models["mini"], nov(20))
+    assert (first.billed_percent, second.billed_percent) == (Decimal("20"), Decimal("50"))
+    lines = invoice_generate(tenant=acme, month=NOVEMBER).lines.order_by("markup_percent")
+    assert [(line.markup_percent, line.calls) for line in lines] == [(Decimal("20"), 1), (Decimal("50"), 1)]
+    assert [line.amount for line in lines] == [cents(first.cost * Decimal("1.2")), cents(second.cost * Decimal("1.5"))]
+    nov3 = DailyUsage.objects.get(tenant=acme, day=date(2026, 11, 3))
+    assert nov3.billed_amount == first.billed == first.cost * Decimal("1.2")
+
+
+def test_one_hour_cache_writes_are_counted_in_roll_ups_and_invoice_lines(acme, models):
+    call(acme, models["haiku"], nov(3), cache_write_tokens=100, cache_write_1h_tokens=60)
+    invoice = invoice_generate(tenant=acme, month=NOVEMBER)
+    [line] = invoice.lines.all()
+    assert (line.cache_write_tokens, line.cache_write_1h_tokens) == (100, 60)
+    assert DailyUsage.objects.get(tenant=acme).cache_write_1h_tokens == 60
+    [row, _total] = list(csv.DictReader(io.StringIO(invoice_csv(invoice))))
+    assert row["cache_write_1h_tokens"] == "60"
+
+
+def test_a_month_is_repriced_only_once_its_issued_invoice_is_cancelled(acme_month, capsys):
+    invoice_issue(invoice=invoice_generate(tenant=acme_month, month=NOVEMBER))
+    with pytest.raises(CommandError, match="credit note first"):
+        call_command("generate_invoices", "--month", "2026-11", "--tenant", "acme", "--reprice")
+    with pytest.raises(CommandError, match="needs --tenant"):
+        call_command("generate_invoices", "--month", "2026-11", "--reprice")

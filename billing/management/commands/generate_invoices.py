@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from billing.invoicing import (
-    invoice_issue, invoices_generate, month_before_client, month_has_ended, month_has_started, parse_month,
+    InvoiceError, invoice_issue, invoices_generate, month_before_client, month_has_ended, month_has_started, parse_month,
+    usage_reprice,
 )
 from billing.models import Invoice, InvoiceStatus
 from tenants.models import Tenant
@@ -23,8 +24,11 @@ class Command(BaseCommand):
         parser.add_argument("--month", help="YYYY-MM (default: the previous month)")
         parser.add_argument("--tenant", metavar="SLUG", help="only this tenant")
         parser.add_argument("--issue", action="store_true", help="issue the drafts (gapless numbers; irreversible)")
+        parser.add_argument("--reprice", action="store_true",
+                            help="with --tenant: bill the month's usage at the client's current markup and BYOK fee first "
+                                 "(to correct a wrong rate; refused while the month has an issued invoice)")
 
-    def handle(self, *args, month: str | None, tenant: str | None, issue: bool, **options):
+    def handle(self, *args, month: str | None, tenant: str | None, issue: bool, reprice: bool = False, **options):
         if month is not None:
             try:
                 first = parse_month(month)
@@ -44,6 +48,15 @@ class Command(BaseCommand):
 
         self.stderr.style_func = None  # progress, not errors: no red
         started = time.perf_counter()
+        if reprice:
+            if only is None:
+                raise CommandError("--reprice needs --tenant: it changes what one client is billed")
+            try:
+                count = usage_reprice(tenant=only, month=first)
+            except InvoiceError as exc:
+                raise CommandError(str(exc)) from None
+            self.stderr.write(f"repriced {count} ledger row(s) of {first:%Y-%m} at markup {only.markup_percent} %, "
+                              f"BYOK fee {only.byok_fee_percent} %")
 
         def progress(done: int, total: int, invoice: Invoice) -> None:
             self.stderr.write(f"[{done}/{total}] {invoice.tenant.slug}: {invoice.total} {invoice.currency} ({invoice.status})")
