@@ -218,7 +218,8 @@ def invoice_issue(*, invoice: Invoice) -> Invoice:
     invoice.number = _next_number(timezone.localdate(now).year)
     invoice.status = InvoiceStatus.ISSUED
     invoice.issued_at = now
-    invoice.save(update_fields=["number", "status", "issued_at"])
+    invoice.client = {"name": invoice.tenant.name, "slug": invoice.tenant.slug, "timezone": invoice.tenant.timezone}
+    invoice.save(update_fields=["number", "status", "issued_at", "client"])
     return invoice
 
 

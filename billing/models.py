@@ -255,6 +255,10 @@ class Invoice(models.Model):
     reason = models.TextField(blank=True, help_text="Credit notes: why the invoice was cancelled.")
     generated_at = models.DateTimeField(default=timezone.now)
     issued_at = models.DateTimeField(null=True, blank=True)
+    client = models.JSONField(
+        default=dict, blank=True,
+        help_text="The client as it was when the invoice was issued (name, slug, time zone): what its PDF and CSV show.",
+    )
 
     objects = InvoiceQuerySet.as_manager()
 
@@ -279,12 +283,18 @@ class Invoice(models.Model):
 
     @property
     def filename(self) -> str:
-        return f"{self.number or f'draft-{self.pk}'}-{self.tenant.slug}-{self.period_start:%Y-%m}"
+        return f"{self.number or f'draft-{self.pk}'}-{self.billed_to['slug']}-{self.period_start:%Y-%m}"
 
     def _stored_status(self) -> str | None:
         if self._state.adding or self.pk is None:
             return None
         return type(self).objects.filter(pk=self.pk).values_list("status", flat=True).first()
+
+    @property
+    def billed_to(self) -> dict:
+        """Name, slug and time zone of the client: as issued (a later rename or move never changes an issued
+        invoice), or as they are now for a draft."""
+        return self.client or {"name": self.tenant.name, "slug": self.tenant.slug, "timezone": self.tenant.timezone}
 
     def save(self, *args, **kwargs):
         # Checked against the stored row, not this instance: a stale copy of a draft cannot overwrite an issued

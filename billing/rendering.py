@@ -34,7 +34,7 @@ def invoice_context(invoice: Invoice) -> dict:
     lines = list(invoice.lines.all())
     return {
         "invoice": invoice,
-        "tenant": invoice.tenant,
+        "tenant": invoice.billed_to,
         "usage": _section_summary([line for line in lines if line.section == InvoiceSection.USAGE]),
         "byok": _section_summary([line for line in lines if line.section == InvoiceSection.BYOK]),
     }
@@ -68,7 +68,7 @@ def invoice_csv(invoice: Invoice) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    head = [invoice.number or "", invoice.kind, invoice.status, _text(invoice.tenant.slug),
+    head = [invoice.number or "", invoice.kind, invoice.status, _text(invoice.billed_to["slug"]),
             invoice.period_start.isoformat(), invoice.period_end.isoformat()]
     for line in invoice.lines.all():
         writer.writerow(head + [

@@ -627,3 +627,14 @@ def test_a_month_is_repriced_only_once_its_issued_invoice_is_cancelled(acme_mont
         call_command("generate_invoices", "--month", "2026-11", "--tenant", "acme", "--reprice")
     with pytest.raises(CommandError, match="needs --tenant"):
         call_command("generate_invoices", "--month", "2026-11", "--reprice")
+
+
+def test_an_issued_invoice_shows_the_client_as_it_was_when_issued(acme_month, client, finance_user):
+    invoice = invoice_issue(invoice=invoice_generate(tenant=acme_month, month=NOVEMBER))
+    acme_month.name, acme_month.slug, acme_month.timezone = "Renamed Ltd", "renamed", "America/New_York"
+    acme_month.save()
+    invoice = Invoice.objects.get(pk=invoice.pk)
+    assert "Acme Corp" in invoice_html(invoice) and "(UTC)" in invoice_html(invoice)
+    assert {row["tenant"] for row in csv.DictReader(io.StringIO(invoice_csv(invoice)))} == {"acme"}
+    draft = invoice_generate(tenant=acme_month, month=date(2026, 10, 1))
+    assert "Renamed Ltd" in invoice_html(draft)  # a draft shows the client as it is now
