@@ -23,7 +23,6 @@ from django.utils import timezone
 from billing.models import (
     DailyUsage,
     Invoice,
-    InvoiceImmutableError,
     InvoiceKind,
     InvoiceLine,
     InvoiceSection,

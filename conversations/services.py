@@ -298,13 +298,15 @@ def _decision(plan: Plan, attempts: list) -> dict:
 
 
 def _refuse(reply: Message, status: int, code: str, message: str, *, detail: str = "", decision: dict | None = None,
-            retry_after: int | None = None) -> ReplyFailed:
+            retry_after: int | None = None, stored_code: str = "") -> ReplyFailed:
     """Mark the reply failed and keep what the client is answered (status, message, when to retry) in its decision,
-    so a retry with the same Idempotency-Key gets the same answer (conversations.api.errors.stored_failure)."""
+    so a retry with the same Idempotency-Key gets the same answer (conversations.api.errors.stored_failure).
+    `stored_code`: the reply's own error code when it is not the client's, e.g. `interrupted` for a reply a retry with
+    the same key may generate again (_claim)."""
     answer: dict[str, Any] = {"status": status, "message": message}
     if retry_after:
         answer["retry_at"] = int(time.time()) + int(retry_after)
-    failed = _fail(reply, code=code, detail=detail or message, decision={**(decision or {}), "answer": answer})
+    failed = _fail(reply, code=stored_code or code, detail=detail or message, decision={**(decision or {}), "answer": answer})
     return ReplyFailed(failed, status, code, message, retry_after=retry_after)
 
 
@@ -328,9 +330,11 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
     result = execution.result
     candidate = execution.candidate
     usage = result.usage
+    reply.completed_at = timezone.now()  # also the ledger row's time: its day is the day the budget counts it on
     record = usage_record_build(
         tenant=reply.tenant, model=candidate.model, credential=candidate.credential, result=result,
         conversation_id=reply.conversation_id, message_id=reply.pk, prices=plan.prices.get(candidate.model.pk),
+        at=reply.completed_at,
     )
     reply.status = MessageStatus.COMPLETED
     reply.content = result.text
@@ -346,7 +350,6 @@ def _complete(reply: Message, plan: Plan, execution: Execution) -> Message:
         log.warning("reply %s: %s sent no usage; billed on an estimate", reply.pk, reply.model_name)
     reply.error_code = ""
     reply.error_detail = ""
-    reply.completed_at = timezone.now()
     if not reply_complete_write(reply, COMPLETED_FIELDS, record=record, attempt_logs=[execution.success_log]):
         return _load(reply.pk)  # finished by another claimant; never bill twice
     usage_record_count(record)
@@ -388,7 +391,7 @@ def _settle(reply: Message, plan: Plan, execution: Execution, reservation: Reser
 
 def _budget_settle(reply: Message, reservation: Reservation, tokens: int) -> None:
     """Swap the reservation for what the call used, and alert if that crossed a threshold of the day's budget."""
-    day = budget_day(reply.tenant)  # the ledger row's day (tenant-local, at completion)
+    day = budget_day(reply.tenant, reply.completed_at)  # the ledger row's day: the row was built at completed_at
     used = budget_settle(reservation=reservation, tenant=reply.tenant, tokens_used=tokens, day=day)
     if used is not None:
         budget_alerts_check(tenant=reply.tenant, day=day, used_tokens=used)
@@ -419,11 +422,9 @@ def _admit(reply: Message, ctx: RoutingContext, plan: Plan, prompt: Prompt) -> t
         # `interrupted`, like a reply stranded by a killed process: a retry with its Idempotency-Key generates it once
         # the shared state is back.
         log.error("tenant %s: budget not checked, shared state unavailable: %s", tenant.slug, exc, extra={"throttle": True})
-        message = "the service is briefly unavailable; retry shortly"
-        failed = _fail(reply, code=INTERRUPTED, detail=f"shared state unavailable: {exc}",
-                       decision={"reason": "shared state unavailable", **plan.details,
-                                 "answer": {"status": 503, "message": message, "retry_at": int(time.time()) + 5}})
-        raise ReplyFailed(failed, 503, "service_unavailable", message, retry_after=5) from exc
+        raise _refuse(reply, 503, "service_unavailable", "the service is briefly unavailable; retry shortly",
+                      detail=f"shared state unavailable: {exc}", decision={"reason": "shared state unavailable", **plan.details},
+                      retry_after=5, stored_code=INTERRUPTED) from exc
 
 
 def _spend_estimate(plan: Plan, prompt: Prompt, tenant: Tenant) -> Decimal:
@@ -609,9 +610,11 @@ def _interrupted(reply: Message, plan: Plan, build: Callable[[Candidate], ChatRe
                             usage=estimated_usage(build(candidate), interrupted.text, [], interrupted.error.usage),
                             request_id=interrupted.error.request_id or "",
                             latency_ms=interrupted.attempts[-1].latency_ms if interrupted.attempts else 0)
+        reply.completed_at = timezone.now()  # the ledger row's time too (_budget_settle counts it on that day)
         try:
             record = usage_record_build(tenant=reply.tenant, model=candidate.model, credential=candidate.credential, result=result,
-                                        conversation_id=reply.conversation_id, message_id=reply.pk, prices=plan.prices.get(candidate.model.pk))
+                                        conversation_id=reply.conversation_id, message_id=reply.pk, prices=plan.prices.get(candidate.model.pk),
+                                        at=reply.completed_at)
         except NoPriceError as exc:
             log.error("interrupted reply %s: no price to meter it: %s", reply.pk, exc)
     if record is None:
@@ -623,7 +626,6 @@ def _interrupted(reply: Message, plan: Plan, build: Callable[[Candidate], ChatRe
     reply.content = interrupted.text
     reply.route_decision = {**decision, "usage_estimated": True}
     reply.route_reason = route_reason(plan, candidate)
-    reply.completed_at = timezone.now()
     _metered(reply, candidate, record)
     reply.latency_ms = result.latency_ms or None
     if not reply_complete_write(reply, INTERRUPTED_FIELDS, record=record, attempt_logs=[]):

@@ -1,4 +1,10 @@
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+from django.db import connection
 from rest_framework.test import APIClient
 
 from providers.catalog import catalog_load
@@ -69,3 +75,37 @@ def sse_events(response) -> list[tuple[str, dict]]:
         lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
         events.append((lines.get("event"), json.loads(lines["data"])))
     return events
+
+
+def live_chain(simulator, tenant, *, max_tokens: int) -> None:
+    """For tests through a live server (transactional_db): the catalogue, the three providers on the simulator with
+    agency keys, the tenant's policy on CHAIN, and its default assistant writing at most `max_tokens`."""
+    from conversations.access import assistant_default
+
+    catalog_load()
+    for kind, url in (("anthropic", simulator.anthropic_base_url), ("openai", simulator.openai_base_url), ("openrouter", simulator.openrouter_base_url)):
+        provider_configure(kind=kind, base_url=url)
+        credential_set(kind=kind, key=f"sk-{kind}", label="agency")
+    RoutingPolicy.objects.create(name="Acme", tenant=tenant, default_target=chain_target("Economy", CHAIN))
+    assistant = assistant_default(tenant=tenant)
+    assistant.default_max_tokens = max_tokens
+    assistant.save()
+
+
+def post_at_once(live_server, key: str, count: int) -> list[int]:
+    """`count` messages posted at the same time through the live API, each in a conversation of its own: their statuses."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def call(i: int) -> int:
+        conv = urllib.request.urlopen(urllib.request.Request(f"{live_server.url}/api/v1/conversations", data=b"{}", headers=headers))
+        conversation = json.loads(conv.read())["id"]
+        connection.close()  # this thread's own connection: the test database is dropped at the end
+        try:
+            return urllib.request.urlopen(urllib.request.Request(
+                f"{live_server.url}/api/v1/conversations/{conversation}/messages",
+                data=json.dumps({"content": f"hello {i}"}).encode(), headers=headers)).status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(call, range(count)))

@@ -1,14 +1,9 @@
 """Daily token budgets, alerts, rate limits, the usage API and retention, through services and the public API."""
 
-import json
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone as dt_timezone
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -18,7 +13,7 @@ from billing.services import tenant_local_date, tokens_used_today
 from conversations.models import Conversation, Message
 from conversations.retention import purge_expired_content
 from providers.state import shared_state
-from routing.models import OverBudget, RoutingPolicy
+from routing.models import OverBudget
 from tenants.models import ApiKey
 from tests.conversations.conftest import post_message
 
@@ -200,37 +195,14 @@ def test_retention_purges_old_content_but_never_the_ledger(api_client, conversat
 def test_concurrent_requests_never_overspend_the_budget(live_server, transactional_db, simulator, tenant_and_key):
     """30 requests in flight at once against a budget that fits about 10: the ledger never exceeds the budget
     (each call reserves its estimate — prompt + max output — before it starts, and usage stays within it)."""
-    from tests.conversations.conftest import CHAIN, chain_target
-    from providers.catalog import catalog_load
-    from providers.services import credential_set, provider_configure
+    from tests.chat_fixtures import live_chain, post_at_once
 
     tenant, key = tenant_and_key
-    catalog_load()
-    for kind, url in (("anthropic", simulator.anthropic_base_url), ("openai", simulator.openai_base_url), ("openrouter", simulator.openrouter_base_url)):
-        provider_configure(kind=kind, base_url=url)
-        credential_set(kind=kind, key=f"sk-{kind}", label="agency")
-    RoutingPolicy.objects.create(name="Acme", tenant=tenant, default_target=chain_target("Economy", CHAIN))
+    live_chain(simulator, tenant, max_tokens=50)
     simulator.add_fault(fault="latency", latency_ms=300)  # keep them all in flight together
     tenant.daily_token_budget = 600
     tenant.save()
-
-    def call(i: int) -> int:
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        body = json.dumps({"content": f"hello {i}"}).encode()
-        conv = urllib.request.urlopen(urllib.request.Request(f"{live_server.url}/api/v1/conversations", data=b"{}", headers=headers))
-        conversation = json.loads(conv.read())["id"]
-        from conversations.models import Assistant
-
-        Assistant.objects.filter(tenant=tenant).update(default_max_tokens=50)
-        connection.close()  # this thread's own connection: the test database is dropped at the end
-        try:
-            return urllib.request.urlopen(urllib.request.Request(
-                f"{live_server.url}/api/v1/conversations/{conversation}/messages", data=body, headers=headers)).status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-
-    with ThreadPoolExecutor(max_workers=30) as pool:
-        statuses = list(pool.map(call, range(30)))
+    statuses = post_at_once(live_server, key, 30)
     used = sum(r.total_tokens for r in UsageRecord.objects.filter(tenant=tenant))
     assert statuses.count(201) >= 1 and statuses.count(429) >= 1 and set(statuses) <= {201, 429}
     assert used <= tenant.daily_token_budget

@@ -466,8 +466,8 @@ def test_finance_downloads_from_the_admin(client, finance_user, invoice):
     assert f"/admin/billing/invoice/{invoice.pk}/pdf/" in changelist.content.decode()
     assert client.get(f"/admin/billing/invoice/{invoice.pk}/pdf/").content.startswith(b"%PDF")
     assert client.get(f"/admin/billing/invoice/{invoice.pk}/csv/").status_code == 200
-    assert client.get(f"/admin/billing/dailyusage/").status_code == 200
-    assert client.get(f"/admin/billing/usagerecord/").status_code == 200
+    assert client.get("/admin/billing/dailyusage/").status_code == 200
+    assert client.get("/admin/billing/usagerecord/").status_code == 200
 
 
 # --- admin ----------------------------------------------------------------------------------------------------

@@ -1,22 +1,16 @@
 """The monthly spend cap: every call holds its estimated billed cost against the cap while it runs, so calls started
 together cannot pass it; through the services and the public API."""
 
-import json
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from billing.budget import BudgetExceeded, SpendCapReached, budget_release, budget_reserve, budget_settle, spend_reserve
 from billing.models import UsageRecord
 from billing.services import billed_estimate, month_spend
-from conversations.models import Assistant, Message
+from conversations.models import Message
 from providers.state import shared_state
-from routing.models import RoutingPolicy
-from tests.conversations.conftest import CHAIN, chain_target, model, post_message
+from tests.chat_fixtures import CHAIN, live_chain, model, post_at_once, post_message
 
 
 def held(tenant) -> int:
@@ -105,35 +99,13 @@ def test_concurrent_calls_never_bill_past_the_cap(live_server, transactional_db,
     """20 calls at once against a cap that fits the estimates of about four: the month never bills past the cap
     (each holds its prompt and max output at the dearest candidate's price before it starts). Calls that finish let
     go of their estimate and are billed what they really cost, far less here, so a few more than four may run."""
-    from providers.catalog import catalog_load
-    from providers.services import credential_set, provider_configure
-
     tenant, key = tenant_and_key
-    catalog_load()
-    for kind, url in (("anthropic", simulator.anthropic_base_url), ("openai", simulator.openai_base_url), ("openrouter", simulator.openrouter_base_url)):
-        provider_configure(kind=kind, base_url=url)
-        credential_set(kind=kind, key=f"sk-{kind}", label="agency")
-    RoutingPolicy.objects.create(name="Acme", tenant=tenant, default_target=chain_target("Economy", CHAIN))
-    Assistant.objects.filter(tenant=tenant).update(default_max_tokens=2000)
+    live_chain(simulator, tenant, max_tokens=2000)
     simulator.add_fault(fault="latency", latency_ms=300)  # keep them all in flight together
     dearest = max(billed_estimate(tenant=tenant, model=model(*m), byok=False, prices=None, input_tokens=50,
                                   output_tokens=min(2000, model(*m).max_output_tokens)) for m in CHAIN)
     set_cap(tenant, str((dearest * 4).quantize(Decimal("0.0001"))))
-
-    def call(i: int) -> int:
-        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-        conv = urllib.request.urlopen(urllib.request.Request(f"{live_server.url}/api/v1/conversations", data=b"{}", headers=headers))
-        conversation = json.loads(conv.read())["id"]
-        connection.close()  # this thread's own connection: the test database is dropped at the end
-        try:
-            return urllib.request.urlopen(urllib.request.Request(
-                f"{live_server.url}/api/v1/conversations/{conversation}/messages",
-                data=json.dumps({"content": f"hello {i}"}).encode(), headers=headers)).status
-        except urllib.error.HTTPError as exc:
-            return exc.code
-
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        statuses = list(pool.map(call, range(20)))
+    statuses = post_at_once(live_server, key, 20)
     assert statuses.count(201) >= 1 and statuses.count(429) >= 1 and set(statuses) <= {201, 429}, statuses
     assert UsageRecord.objects.filter(tenant=tenant).count() == statuses.count(201) < 20
     assert month_spend(tenant) <= tenant.monthly_spend_cap
